@@ -158,9 +158,9 @@ def recipe(data: dict[str, Any]) -> Recipe:
             raise ConfigError(
                 "params.yaml: data.name=file needs data.path (csv, tsv, jsonl or parquet)"
             )
-        files = {"train": Artifact("file", "", sources=(Source(str(data["path"])),))}
+        files = {"train": Artifact("", "", sources=(Source(str(data["path"])),))}
         if data.get("test_path"):
-            files["test"] = Artifact("file", "", sources=(Source(str(data["test_path"])),))
+            files["test"] = Artifact("", "", sources=(Source(str(data["test_path"])),))
         return Recipe("file", "your own labelled file", files, _load_file)
     if name not in RECIPES:
         raise ConfigError(

@@ -27,7 +27,7 @@ def encoder_artifact(name: str) -> Artifact:
         return Artifact(name[3:], "", sources=(Source(name),), is_dir=True)
     local = Path(name).expanduser()
     if local.is_dir() or name.startswith((".", "/", "~")):
-        return Artifact(local.name, "", sources=(Source(str(local)),), is_dir=True,
+        return Artifact("", "", sources=(Source(str(local)),), is_dir=True,
                         hint=f"check that {local} is a model directory with config.json")
     sources = (*KNOWN_ENCODERS.get(name, ()), Source("hf:" + name))
     return Artifact(name, "", sources=sources, is_dir=True,

@@ -50,9 +50,10 @@ class Source:
 class Artifact:
     """A file or directory that a stage needs, with every place it can come from.
 
-    `folder` is its directory in the mirror, `name` its file name there (empty for a directory
-    artifact that is the folder itself). `alternates` are other names accepted in the mirror or
-    in a local source, e.g. compressed variants. `sha256` lists the accepted digests of the file.
+    `folder` is its directory in the mirror (empty: not looked for there), `name` its file
+    name there (empty for a directory artifact that is the folder itself). `alternates` are
+    other names accepted in the mirror or in a local source, e.g. compressed variants.
+    `sha256` lists the accepted digests of the file.
     """
 
     folder: str
@@ -65,7 +66,9 @@ class Artifact:
 
     @property
     def label(self) -> str:
-        return f"{self.folder}/{self.name}" if self.name else self.folder
+        if self.name:
+            return f"{self.folder}/{self.name}"
+        return self.folder or (self.sources[0].uri if self.sources else "artifact")
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -193,7 +196,7 @@ def locate(art: Artifact, mirror: Path | None = None) -> Path:
     tried: list[str] = []
     mirror = mirror if mirror is not None else default_mirror()
     places: list[tuple[str, Source | None]] = []
-    if mirror is not None:
+    if mirror is not None and art.folder:
         places.append((f"mirror {mirror / art.folder}", None))
     places += [(s.uri, s) for s in art.sources]
     for place, source in places:
