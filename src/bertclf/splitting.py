@@ -204,5 +204,9 @@ def write_splits(splits: Splits, out: Path, metrics: Path) -> None:
     with atomic_path(out, is_dir=True) as tmp:
         for name in SPLITS:
             getattr(splits, name).to_parquet(tmp / f"{name}.parquet", index=False)
-        write_json(tmp / LABELS_FILE, {"labels": splits.labels})
+        write_json(tmp / LABELS_FILE, {
+            "labels": splits.labels,
+            "test_subsampled": splits.report["test_subsampled"],
+            "test_rows_full": splits.report["test_rows_full"],
+        })
     write_json(metrics, splits.report)

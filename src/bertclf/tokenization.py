@@ -18,10 +18,11 @@ Output columns (one row per document):
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -220,9 +221,10 @@ def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, metrics: Path,
     with atomic_path(out, is_dir=True) as tmp:
         for src in sorted(splits.glob("*.parquet")):
             report["splits"][src.stem] = tokenize_file(src, tmp / src.name, doc_tok)
-        labels = splits / "labels.json"
-        if labels.exists():
-            (tmp / labels.name).write_bytes(labels.read_bytes())
+        labels_file = splits / "labels.json"
+        split_meta = json.loads(labels_file.read_text()) if labels_file.exists() else {}
+        # What later stages (and a saved model) need to tokenize new text the same way.
+        write_json(tmp / "meta.json", {**split_meta, "tokenize": asdict(cfg)})
     parts = report["splits"].values()
     docs = sum(p["docs"] for p in parts)
     seconds = sum(p["seconds"] for p in parts)

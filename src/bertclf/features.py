@@ -1,0 +1,203 @@
+"""Precompute frozen BERT token vectors: one float16 row per token, memory-mapped.
+
+Layout of a features directory (one set of files per split):
+
+- ``<split>.npy``: float16 array ``[total_tokens, dim]`` (``numpy.load(..., mmap_mode="r")``);
+  the tokens of document ``i`` are rows ``offsets[i]:offsets[i + 1]``
+- ``<split>.index.parquet``: ``id``, ``label``, ``offset`` (int64), ``length`` (int32),
+  ``sentence_lengths`` (list<int32>) — the sentence spans from `tokenize`
+- ``meta.json``: encoder, layers, dim, and the tokenize settings the vectors were made with
+
+The encoder runs in ``torch.inference_mode()`` over batches of documents of similar length, so
+almost no padding is computed, and vectors are written straight into the memory map: the
+whole feature set is never held in RAM.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from bertclf.atomic import atomic_path, write_json
+from bertclf.errors import ConfigError
+from bertclf.params import choice
+
+LAYERS = ("last", "mean_last_4", "sum_last_4", "concat_last_4")
+INDEX_SUFFIX = ".index.parquet"
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    layers: str = "last"
+    max_batch_tokens: int = 8192  # padded tokens per forward pass
+    threads: int = 0  # 0: torch's default
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> FeaturizeConfig:
+        cfg = cls(
+            layers=choice(p.get("layers", "last"), "featurize.layers", LAYERS),
+            max_batch_tokens=int(p.get("max_batch_tokens", 8192)),
+            threads=int(p.get("threads", 0) or 0),
+        )
+        if cfg.max_batch_tokens < 1:
+            raise ConfigError("params.yaml: featurize.max_batch_tokens must be positive")
+        return cfg
+
+
+def load_encoder(encoder_dir: Path, device: str = "cpu") -> torch.nn.Module:
+    """The frozen encoder (safetensors only, no remote code), in eval mode."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(encoder_dir, local_files_only=True, trust_remote_code=False,
+                                      use_safetensors=True)
+    return model.eval().to(device)
+
+
+def combine_layers(hidden_states: tuple[torch.Tensor, ...], layers: str) -> torch.Tensor:
+    """Token vectors from the encoder's hidden states (embeddings first, last layer last)."""
+    if layers == "last":
+        return hidden_states[-1]
+    last4 = hidden_states[-4:]
+    if layers == "mean_last_4":
+        return torch.stack(last4).mean(0)
+    if layers == "sum_last_4":
+        return torch.stack(last4).sum(0)
+    return torch.cat(last4, dim=-1)
+
+
+def output_dim(hidden_size: int, layers: str) -> int:
+    return hidden_size * (4 if layers == "concat_last_4" else 1)
+
+
+def length_batches(lengths: np.ndarray, max_batch_tokens: int) -> list[np.ndarray]:
+    """Group document indices by length so a batch's padded size stays under the budget."""
+    order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
+    batches, start = [], 0
+    while start < len(order):
+        longest = int(lengths[order[start]])
+        size = max(1, max_batch_tokens // max(longest, 1))
+        batches.append(order[start:start + size])
+        start += size
+    return batches
+
+
+@torch.inference_mode()
+def encode_batch(model: torch.nn.Module, ids: list[np.ndarray], layers: str,
+                 pad_id: int) -> torch.Tensor:
+    """Run the encoder on one batch; returns float32 ``[batch, max_len, dim]``."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = torch.from_numpy(x.astype(np.int64))
+        mask[row, : len(x)] = 1
+    want_all = layers != "last"
+    out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=want_all)
+    states = out.hidden_states if want_all else (out.last_hidden_state,)
+    return combine_layers(states, layers)
+
+
+def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: FeaturizeConfig,
+                    pad_id: int) -> dict[str, Any]:
+    """Write ``<split>.npy`` and ``<split>.index.parquet`` for one tokenized split."""
+    table = pq.read_table(tokens, columns=["id", "label", "input_ids", "length", "sentence_lengths"])
+    lengths = table.column("length").to_numpy().astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat_ids = table.column("input_ids").combine_chunks().flatten().to_numpy()
+    dim = output_dim(model.config.hidden_size, cfg.layers)
+    name = tokens.stem
+    t0 = time.perf_counter()
+    store = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=np.float16,
+                                      shape=(int(offsets[-1]), dim))
+    padded = 0
+    for batch in length_batches(lengths, cfg.max_batch_tokens):
+        ids = [flat_ids[offsets[i]:offsets[i + 1]] for i in batch]
+        vectors = encode_batch(model, ids, cfg.layers, pad_id).to(torch.float16).numpy()
+        padded += vectors.shape[0] * vectors.shape[1]
+        for row, i in enumerate(batch):
+            store[offsets[i]:offsets[i + 1]] = vectors[row, : lengths[i]]
+    store.flush()
+    del store
+    seconds = time.perf_counter() - t0
+    pq.write_table(pa.table({
+        "id": table.column("id"),
+        "label": table.column("label"),
+        "offset": pa.array(offsets[:-1]),
+        "length": table.column("length"),
+        "sentence_lengths": table.column("sentence_lengths"),
+    }), out_dir / f"{name}{INDEX_SUFFIX}")
+    tokens_total = int(offsets[-1])
+    return {
+        "docs": len(lengths),
+        "tokens": tokens_total,
+        "padding_fraction": round(1 - tokens_total / max(padded, 1), 4),
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(len(lengths) / seconds, 1) if seconds else None,
+        "tokens_per_s": round(tokens_total / seconds, 1) if seconds else None,
+        "bytes": (out_dir / f"{name}.npy").stat().st_size,
+    }
+
+
+def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, metrics: Path, cfg: FeaturizeConfig,
+              encoder_name: str = "") -> dict[str, Any]:
+    """Featurize every tokenized split in `tokens_dir` into `out` (atomically)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = load_encoder(encoder_dir)
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    tok_meta_path = tokens_dir / "meta.json"
+    tok_meta = json.loads(tok_meta_path.read_text()) if tok_meta_path.exists() else {}
+    report: dict[str, Any] = {"layers": cfg.layers, "threads": torch.get_num_threads(), "splits": {}}
+    with atomic_path(out, is_dir=True) as tmp:
+        for tokens in sorted(tokens_dir.glob("*.parquet")):
+            report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id)
+        dim = output_dim(model.config.hidden_size, cfg.layers)
+        write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
+                                       "dim": dim})
+    parts = list(report["splits"].values())
+    seconds = sum(p["seconds"] for p in parts)
+    tokens = sum(p["tokens"] for p in parts)
+    docs = sum(p["docs"] for p in parts)
+    report.update(docs=docs, tokens=tokens, seconds=round(seconds, 3),
+                  bytes=sum(p["bytes"] for p in parts),
+                  docs_per_s=round(docs / seconds, 1) if seconds else None,
+                  tokens_per_s=round(tokens / seconds, 1) if seconds else None)
+    write_json(metrics, report)
+    return report
+
+
+class FeatureStore:
+    """Read-only access to one split's token vectors through a memory map."""
+
+    def __init__(self, features_dir: Path, split: str):
+        self.vectors = np.load(features_dir / f"{split}.npy", mmap_mode="r")
+        index = pq.read_table(features_dir / f"{split}{INDEX_SUFFIX}")
+        self.ids = index.column("id").to_pylist()
+        self.labels = index.column("label").to_numpy().astype(np.int64)
+        self.offsets = index.column("offset").to_numpy().astype(np.int64)
+        self.lengths = index.column("length").to_numpy().astype(np.int64)
+        sl = index.column("sentence_lengths").combine_chunks()
+        self.sent_offsets = sl.offsets.to_numpy().astype(np.int64)
+        self.sent_values = sl.flatten().to_numpy().astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def tokens(self, i: int) -> np.ndarray:
+        return self.vectors[self.offsets[i]:self.offsets[i] + self.lengths[i]]
+
+    def sentences(self, i: int) -> np.ndarray:
+        return self.sent_values[self.sent_offsets[i]:self.sent_offsets[i + 1]]

@@ -1,0 +1,283 @@
+"""Train a classifier over precomputed token vectors, with a checkpoint every epoch.
+
+Reads top to bottom: config, data, model, optimizer and schedule, resume, the epoch loop
+(train, validate, keep the best, checkpoint, stop early), then the outputs. A run that was
+killed restarts from its last checkpoint and ends exactly as an uninterrupted run would:
+batch order depends only on (seed, epoch), and the checkpoint holds the model, optimizer,
+scheduler and RNG state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bertclf.atomic import atomic_path, write_json
+from bertclf.batching import epoch_batches, eval_batches, make_batch
+from bertclf.classifier import FORMAT_VERSION, WEIGHTS
+from bertclf.errors import BertclfError, ConfigError
+from bertclf.features import INDEX_SUFFIX, FeatureStore
+from bertclf.models import NORMS, ModelConfig, build_model
+from bertclf.params import choice
+from bertclf.plotting import plot_loss, write_csv
+
+log = logging.getLogger(__name__)
+
+LR_DECAYS = ("none", "step", "exponential", "cosine", "linear")
+STATE = "trainer_state.pt"
+
+
+class TrainingError(BertclfError):
+    """Training cannot go on (for example the loss is no longer finite)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "han"
+    hidden: int = 50
+    depth: int = 1
+    dropout: float = 0.1
+    norm: str = "none"
+    residual: bool = False
+    attention_dim: int = 100
+    lr: float = 2e-3
+    lr_decay: str = "none"
+    warmup_ratio: float = 0.0
+    lr_gamma: float = 0.5  # step / exponential: LR multiplied by this every `lr_step_epochs`
+    lr_step_epochs: int = 1
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    epochs: int = 5
+    patience: int = 3
+    seed: int = 42
+    class_weights: str = "none"
+    grad_clip: float = 5.0
+    log_every: int = 20
+    eval_batch_size: int = 256
+    threads: int = 0
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> TrainConfig:
+        known = {k: p[k] for k in cls.__dataclass_fields__ if k in p and p[k] is not None}
+        cfg = cls(**known)
+        choice(cfg.norm, "train.norm", NORMS)
+        choice(cfg.lr_decay, "train.lr_decay", LR_DECAYS)
+        choice(cfg.class_weights, "train.class_weights", ("none", "balanced"))
+        if cfg.epochs < 1 or cfg.batch_size < 1:
+            raise ConfigError("params.yaml: train.epochs and train.batch_size must be positive")
+        if not 0 <= cfg.dropout < 1:
+            raise ConfigError(f"params.yaml: train.dropout={cfg.dropout} must be in [0, 1)")
+        return cfg
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that a resumed run needs; saved in every checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The LR schedule, stepped once per optimizer step (torch and transformers schedulers)."""
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_ratio * total)
+    period = steps_per_epoch * cfg.lr_step_epochs
+    if cfg.lr_decay == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=period, gamma=cfg.lr_gamma)
+    if cfg.lr_decay == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma ** (1 / period))
+    if cfg.lr_decay == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    if cfg.lr_decay == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, total)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def class_weights(labels: np.ndarray, num_labels: int, mode: str) -> torch.Tensor | None:
+    if mode != "balanced":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(num_labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, store: FeatureStore, arch: str, batch_size: int) -> np.ndarray:
+    """Logits for every document of `store`, in the store's order."""
+    model.eval()
+    logits = np.zeros((len(store), model.head.out_features), dtype=np.float32)
+    for idx in eval_batches(store.lengths, batch_size):
+        logits[idx] = model(make_batch(store, idx, arch)).float().numpy()
+    return logits
+
+
+def fingerprint(cfg: TrainConfig, features: Path) -> str:
+    """What a checkpoint must match to be resumed: the config and the exact features."""
+    h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
+    for f in sorted([features / "meta.json", *features.glob(f"*{INDEX_SUFFIX}")]):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, state: TrainState, print_: str) -> None:
+    with atomic_path(path, is_dir=True) as tmp:
+        save_file(model.state_dict(), tmp / WEIGHTS)
+        torch.save({
+            "fingerprint": print_,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "state": asdict(state),
+        }, tmp / STATE)
+
+
+def last_checkpoint(ckpt_dir: Path, print_: str) -> Path | None:
+    """The newest epoch checkpoint made with the same config and features, if any."""
+    found = sorted(ckpt_dir.glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]))
+    for path in reversed(found):
+        try:
+            saved = torch.load(path / STATE, weights_only=True)
+        except (OSError, RuntimeError):
+            continue
+        if saved.get("fingerprint") == print_:
+            return path
+    return None
+
+
+def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, metrics: Path,
+          plots: Path) -> dict[str, Any]:
+    """Train on `features/train`, select on `features/val`; write the best model and reports."""
+    # ---- setup
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    meta = json.loads((features / "meta.json").read_text())
+    train_set, val_set = FeatureStore(features, "train"), FeatureStore(features, "val")
+    num_labels = max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1)
+    model_cfg = ModelConfig(arch=cfg.arch, input_dim=train_set.dim, num_labels=num_labels,
+                            hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout, norm=cfg.norm,
+                            residual=cfg.residual, attention_dim=cfg.attention_dim)
+    model = build_model(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels, num_labels, cfg.class_weights))
+    state = TrainState()
+    print_ = fingerprint(cfg, features)
+    log.info("%s: %d parameters, %d train / %d val docs, %d steps per epoch", cfg.arch,
+             sum(p.numel() for p in model.parameters()), len(train_set), len(val_set), steps_per_epoch)
+
+    # ---- resume from the last checkpoint of the same run, if there is one
+    if (resume := last_checkpoint(ckpt_dir, print_)) is not None:
+        saved = torch.load(resume / STATE, weights_only=True)
+        model.load_state_dict(load_file(resume / WEIGHTS))
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = TrainState(**saved["state"])
+        log.info("resuming after epoch %d from %s", state.epoch, resume)
+    elif ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)  # checkpoints of another config or data: not ours to resume
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- the epoch loop
+    while state.epoch < cfg.epochs and not state.stopped_early:
+        epoch = state.epoch + 1
+        model.train()
+        t0 = time.perf_counter()
+        total_loss, seen = 0.0, 0
+        for idx in epoch_batches(train_set.lengths, cfg.batch_size, cfg.seed, epoch):
+            batch = make_batch(train_set, idx, cfg.arch)
+            loss = loss_fn(model(batch), batch.labels)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {state.step + 1}: "
+                                    "lower train.lr or check the features")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            total_loss += loss.item() * len(batch)
+            seen += len(batch)
+            if state.step % cfg.log_every == 0:
+                state.steps.append({"step": state.step, "epoch": epoch, "train_loss": round(loss.item(), 5),
+                                    "lr": scheduler.get_last_lr()[0]})
+        epoch_seconds = time.perf_counter() - t0
+
+        logits = predict_logits(model, val_set, cfg.arch, cfg.eval_batch_size)
+        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits),
+                                                     torch.from_numpy(val_set.labels)))
+        val_acc = float((logits.argmax(1) == val_set.labels).mean())
+        state.epoch = epoch
+        state.train_seconds += epoch_seconds
+        state.history.append({"epoch": epoch, "train_loss": round(total_loss / seen, 5),
+                              "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5),
+                              "lr": scheduler.get_last_lr()[0], "seconds": round(epoch_seconds, 2)})
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.1fs, %.0f docs/s)", epoch,
+                 total_loss / seen, val_loss, val_acc, epoch_seconds, seen / epoch_seconds)
+        if val_acc > state.best_acc:
+            state.best_acc, state.best_epoch, state.bad_epochs = val_acc, epoch, 0
+            with atomic_path(ckpt_dir / "best", is_dir=True) as tmp:
+                save_file(model.state_dict(), tmp / WEIGHTS)
+        else:
+            state.bad_epochs += 1
+            state.stopped_early = state.bad_epochs >= cfg.patience
+        save_checkpoint(ckpt_dir / f"epoch_{epoch}", model, optimizer, scheduler, state, print_)
+
+    # ---- outputs: the best model, metrics, plot data
+    with atomic_path(model_out, is_dir=True) as tmp:
+        shutil.copyfile(ckpt_dir / "best" / WEIGHTS, tmp / WEIGHTS)
+        write_json(tmp / "config.json", {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
+                                         "train": asdict(cfg), "features": meta})
+        write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
+    report = {
+        "arch": cfg.arch,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "best_val_acc": round(state.best_acc, 5),
+        "final_train_loss": state.history[-1]["train_loss"],
+        "final_val_loss": state.history[-1]["val_loss"],
+        "train_seconds": round(state.train_seconds, 2),
+        "train_docs_per_s": round(len(train_set) * state.epoch / max(state.train_seconds, 1e-9), 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    write_json(metrics, report)
+    write_csv(plots / "loss.csv", state.history)
+    write_csv(plots / "steps.csv", state.steps, ["step", "epoch", "train_loss", "lr"])
+    plot_loss(state.history, plots / "loss.png", title=f"{cfg.arch}: loss per epoch")
+    return report
