@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bertclf.features import FeatureStore
+from bertclf.features import ConcatStore, FeatureStore
 from bertclf.models import Batch
 
 POOL_BATCHES = 50  # batches sorted together: enough to group lengths, still well shuffled
@@ -42,7 +42,7 @@ def _pad(pieces: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
-def make_batch(store: FeatureStore, idx: np.ndarray, arch: str) -> Batch:
+def make_batch(store: FeatureStore | ConcatStore, idx: np.ndarray, arch: str) -> Batch:
     """Read the documents `idx` from the memory map into the tensors `arch` needs."""
     labels = torch.from_numpy(store.labels[idx])
     if arch == "han":

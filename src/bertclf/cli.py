@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
 import typer
 
 from bertclf import __version__
 from bertclf.datasets import RECIPES
+from bertclf.errors import BertclfError
+
+T = TypeVar("T")
 
 app = typer.Typer(help="BERT-based text classifiers as a reproducible DVC pipeline.",
                   no_args_is_help=True, add_completion=False)
@@ -23,3 +30,39 @@ def datasets() -> None:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+study_app = typer.Typer(help="Tuning studies through DVC experiments.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("run")
+def study_run(
+    study_file: Annotated[Path, typer.Argument(help="the study definition, e.g. studies/han_ablation.yaml")],
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="parallel queue workers")] = None,
+) -> None:
+    """Queue every variant as a DVC experiment, run the queue, then retrain the best on validation."""
+    from bertclf.study import load_study, run_study
+
+    failed = _user_errors(lambda: run_study(load_study(study_file), jobs, echo=typer.echo))
+    if failed:
+        raise typer.Exit(1)
+
+
+@study_app.command("report")
+def study_report(study_file: Annotated[Path, typer.Argument(help="the study definition")]) -> None:
+    """Write reports/<study>/ (tables, plots, analysis) and metrics/study_<study>.json."""
+    from bertclf.study import load_study
+    from bertclf.study_report import write_report
+
+    out = _user_errors(lambda: write_report(load_study(study_file)))
+    typer.echo(f"wrote {out}/README.md")
+
+
+def _user_errors(fn: Callable[[], T]) -> T:
+    """Run `fn`; a user error becomes one line on stderr and exit status 1, not a traceback."""
+    try:
+        return fn()
+    except BertclfError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None

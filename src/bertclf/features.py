@@ -201,3 +201,30 @@ class FeatureStore:
 
     def sentences(self, i: int) -> np.ndarray:
         return self.sent_values[self.sent_offsets[i]:self.sent_offsets[i + 1]]
+
+
+class ConcatStore:
+    """Several stores read as one (train + val for a final retrain)."""
+
+    def __init__(self, *stores: FeatureStore):
+        self.stores = stores
+        self.starts = np.cumsum([0, *(len(s) for s in stores)])
+        self.labels = np.concatenate([s.labels for s in stores])
+        self.lengths = np.concatenate([s.lengths for s in stores])
+        self.ids = [i for s in stores for i in s.ids]
+        self.dim = stores[0].dim
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _locate(self, i: int) -> tuple[FeatureStore, int]:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.stores[k], i - int(self.starts[k])
+
+    def tokens(self, i: int) -> np.ndarray:
+        store, j = self._locate(i)
+        return store.tokens(j)
+
+    def sentences(self, i: int) -> np.ndarray:
+        store, j = self._locate(i)
+        return store.sentences(j)

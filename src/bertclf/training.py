@@ -28,7 +28,7 @@ from bertclf.atomic import atomic_path, write_json
 from bertclf.batching import epoch_batches, eval_batches, make_batch
 from bertclf.classifier import FORMAT_VERSION, WEIGHTS
 from bertclf.errors import BertclfError, ConfigError
-from bertclf.features import INDEX_SUFFIX, FeatureStore
+from bertclf.features import INDEX_SUFFIX, ConcatStore, FeatureStore
 from bertclf.models import NORMS, ModelConfig, build_model
 from bertclf.params import choice
 from bertclf.plotting import plot_loss, write_csv
@@ -67,6 +67,9 @@ class TrainConfig:
     log_every: int = 20
     eval_batch_size: int = 256
     threads: int = 0
+    # Final retrain: fit on train + val for `epochs` epochs (no early stopping, last epoch kept);
+    # the validation scores it reports are then not held out.
+    train_on_val: bool = False
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> TrainConfig:
@@ -185,6 +188,8 @@ def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, met
     torch.manual_seed(cfg.seed)
     meta = json.loads((features / "meta.json").read_text())
     train_set, val_set = FeatureStore(features, "train"), FeatureStore(features, "val")
+    if cfg.train_on_val:
+        train_set = ConcatStore(train_set, val_set)
     num_labels = max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1)
     model_cfg = ModelConfig(arch=cfg.arch, input_dim=train_set.dim, num_labels=num_labels,
                             hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout, norm=cfg.norm,
@@ -249,7 +254,7 @@ def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, met
                               "lr": scheduler.get_last_lr()[0], "seconds": round(epoch_seconds, 2)})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.1fs, %.0f docs/s)", epoch,
                  total_loss / seen, val_loss, val_acc, epoch_seconds, seen / epoch_seconds)
-        if val_acc > state.best_acc:
+        if val_acc > state.best_acc or cfg.train_on_val:
             state.best_acc, state.best_epoch, state.bad_epochs = val_acc, epoch, 0
             with atomic_path(ckpt_dir / "best", is_dir=True) as tmp:
                 save_file(model.state_dict(), tmp / WEIGHTS)
@@ -275,6 +280,7 @@ def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, met
         "train_seconds": round(state.train_seconds, 2),
         "train_docs_per_s": round(len(train_set) * state.epoch / max(state.train_seconds, 1e-9), 1),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "trained_on_val": cfg.train_on_val,
     }
     write_json(metrics, report)
     write_csv(plots / "loss.csv", state.history)

@@ -1,0 +1,249 @@
+"""Tuning studies through DVC experiments: define, queue, wait, select, retrain, report.
+
+A study file (YAML) names a base configuration and, per factor (a params.yaml key), the values
+to try. Variants change one factor at a time around the base (or, with ``grid: true``, every
+combination), each once per seed. Every variant is a named DVC experiment, so
+``dvc exp show`` lists them and ``dvc plots diff`` draws their curves; the upstream stages are
+unchanged between variants, so their outputs come from the DVC cache and are computed once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertclf.errors import ConfigError
+from bertclf.params import load_params
+
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    base: dict[str, Any]
+    factors: dict[str, list[Any]]
+    seeds: list[int] = field(default_factory=lambda: [42])
+    grid: bool = False
+    train_on_val: bool = False
+    jobs: int = 1
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # the DVC experiment name
+    overrides: dict[str, Any]  # params.yaml key -> value, on top of the workspace params
+    factor: str | None  # the factor this variant moves (None: the base)
+    value: Any
+    seed: int
+
+
+def _get(params: dict[str, Any], key: str) -> Any:
+    node: Any = params
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"study: {key!r} is not a key of params.yaml")
+        node = node[part]
+    return node
+
+
+def load_study(path: Path) -> Study:
+    """Read and check a study file against params.yaml."""
+    if not path.exists():
+        raise ConfigError(f"{path}: study file not found")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(raw) - {"name", "base", "factors", "seeds", "grid", "final", "jobs"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+    if not raw.get("factors"):
+        raise ConfigError(f"{path}: 'factors' must map params keys to lists of values")
+    params = load_params()
+    for key in [*raw.get("base", {}), *raw["factors"]]:
+        _get(params, key)
+    for key, values in raw["factors"].items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: factor {key} needs a non-empty list of values")
+    return Study(
+        name=str(raw.get("name") or path.stem),
+        base=dict(raw.get("base") or {}),
+        factors={k: list(v) for k, v in raw["factors"].items()},
+        seeds=[int(s) for s in raw.get("seeds") or [42]],
+        grid=bool(raw.get("grid", False)),
+        train_on_val=bool((raw.get("final") or {}).get("train_on_val", False)),
+        jobs=int(raw.get("jobs", 1)),
+    )
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _slug(value: Any) -> str:
+    text = _yaml(value)
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in text.lower()).strip(".") or "x"
+
+
+def base_config(study: Study) -> dict[str, Any]:
+    """The value of every factor in the base: the study's base, else params.yaml."""
+    params = load_params()
+    return {k: study.base.get(k, _get(params, k)) for k in study.factors}
+
+
+def variants(study: Study) -> list[Variant]:
+    """Every run of the study (base first), each once per seed; duplicates are run once."""
+    base = base_config(study)
+    out: list[Variant] = []
+    for seed in study.seeds:
+        fixed = {**study.base, "train.seed": seed}
+        if study.grid:
+            keys = list(study.factors)
+            for i, combo in enumerate(itertools.product(*study.factors.values())):
+                combo_overrides = {**fixed, **dict(zip(keys, combo, strict=True))}
+                out.append(Variant(f"{study.name}-g{i}-s{seed}", combo_overrides, None, None, seed))
+            continue
+        out.append(Variant(f"{study.name}-base-s{seed}", {**fixed, **base}, None, None, seed))
+        for key, values in study.factors.items():
+            for value in values:
+                if value == base[key]:
+                    continue  # the base run stands for this value
+                short = key.split(".")[-1]
+                out.append(Variant(f"{study.name}-{short}-{_slug(value)}-s{seed}",
+                                   {**fixed, **base, key: value}, key, value, seed))
+    return out
+
+
+def set_args(overrides: dict[str, Any]) -> list[str]:
+    """`-S key=value` arguments for `dvc exp run` (values in YAML syntax)."""
+    args = []
+    for key, value in overrides.items():
+        args += ["-S", f"{key}={_yaml(value)}"]
+    return args
+
+
+def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def experiments() -> list[dict[str, Any]]:
+    """Every experiment of the repository as {name, rev, state, params, metrics}."""
+    data = json.loads(_dvc("exp", "show", "--json").stdout or "[]")
+    found = []
+    for commit in data:
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            body = rev.get("data") or {}
+            params = ((body.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+            metrics = {path.split("/")[-1].removesuffix(".json"): (m or {}).get("data") or {}
+                       for path, m in (body.get("metrics") or {}).items()}
+            found.append({"name": exp.get("name") or rev.get("name"), "rev": rev.get("rev"),
+                          "state": (exp.get("executor") or {}).get("state") or "success",
+                          "params": params, "metrics": metrics})
+    return found
+
+
+def run_study(study: Study, jobs: int | None = None,
+              echo: Callable[[str], None] = print) -> list[str]:
+    """Queue every variant, run the queue, wait, then retrain the best; return failed names."""
+    runs = variants(study)
+    done = {e["name"] for e in experiments() if e["state"] == "success"}
+    todo = [v for v in runs if v.name not in done]
+    echo(f"{study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done")
+    if todo:
+        # The first run goes in the workspace: it computes (or restores) the upstream stages
+        # once, so every queued variant finds features in the cache.
+        first, rest = todo[0], todo[1:]
+        echo(f"running {first.name} in the workspace")
+        _dvc("exp", "run", "-n", first.name, *set_args(first.overrides))
+        for v in rest:
+            _dvc("exp", "run", "--queue", "-n", v.name, *set_args(v.overrides))
+        if rest:
+            _dvc("queue", "start", "-j", str(jobs or study.jobs))
+            wait_for(study, {v.name for v in rest}, echo)
+    names = {v.name for v in runs}
+    failed = [e["name"] for e in experiments() if e["name"] in names and e["state"] == "failed"]
+    for name in failed:
+        logs = _dvc("queue", "logs", name, check=False).stdout.strip().splitlines()
+        echo(f"FAILED {name}; last lines of its log:\n  " + "\n  ".join(logs[-15:]))
+    if failed:
+        return failed
+    best = select_best(study)
+    final = {**best["overrides"], "train.train_on_val": study.train_on_val}
+    echo(f"best on validation: {best['label']} (val acc {best['val_acc']:.4f}); retraining as "
+         f"{study.name}-{FINAL}")
+    _dvc("exp", "run", "-n", f"{study.name}-{FINAL}", *set_args(final))
+    return []
+
+
+def wait_for(study: Study, names: set[str], echo: Callable[[str], None], poll: float = 10.0) -> None:
+    """Poll the experiments until none of `names` is queued or running; show progress."""
+    t0 = time.time()
+    while True:
+        states = {e["name"]: e["state"] for e in experiments() if e["name"] in names}
+        finished = sum(s in ("success", "failed") for s in states.values())
+        failed = sum(s == "failed" for s in states.values())
+        running = [n for n, s in states.items() if s == "running"]
+        echo(f"[{time.time() - t0:6.0f}s] {finished}/{len(names)} done, {failed} failed, "
+             f"running: {', '.join(running) or '-'}")
+        if finished >= len(names):
+            return
+        time.sleep(poll)
+
+
+def _value(params: dict[str, Any], key: str) -> Any:
+    try:
+        return _get(params, key)
+    except ConfigError:
+        return None
+
+
+def study_runs(study: Study) -> list[dict[str, Any]]:
+    """The finished runs of the study with their factor values and metrics."""
+    by_name = {v.name: v for v in variants(study)}
+    rows = []
+    for exp in experiments():
+        variant = by_name.get(exp["name"])
+        if variant is None or exp["state"] != "success":
+            continue
+        ev, tr = exp["metrics"].get("eval", {}), exp["metrics"].get("train", {})
+        rows.append({
+            "name": exp["name"], "rev": exp["rev"], "factor": variant.factor, "value": variant.value,
+            "dataset": _value(exp["params"], "data.name"),
+            "seed": variant.seed, "overrides": variant.overrides,
+            "config": {k: _value(exp["params"], k) for k in study.factors},
+            "val_acc": ev.get("val_acc"), "test_acc": ev.get("test_acc"),
+            "tfidf_test_acc": (ev.get("tfidf_logreg") or {}).get("test_acc"),
+            "epochs": tr.get("epochs_run"), "best_epoch": tr.get("best_epoch"),
+            "train_seconds": tr.get("train_seconds"),
+        })
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def select_best(study: Study) -> dict[str, Any]:
+    """The configuration with the best mean validation accuracy over seeds (test never looked at)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in study_runs(study):
+        key = json.dumps(row["config"], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(row)
+    if not groups:
+        raise ConfigError(f"study {study.name}: no finished runs; run `bertclf study run` first")
+    def mean_val(item: tuple[str, list[dict[str, Any]]]) -> tuple[float, str]:
+        return sum(r["val_acc"] for r in item[1]) / len(item[1]), item[0]
+
+    key, rows = max(groups.items(), key=mean_val)
+    config = json.loads(key)
+    overrides = {**rows[0]["overrides"], **config, "train.seed": study.seeds[0]}
+    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in config.items())
+    return {"config": config, "overrides": overrides, "label": label,
+            "val_acc": sum(r["val_acc"] for r in rows) / len(rows), "runs": [r["name"] for r in rows]}

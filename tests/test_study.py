@@ -1,0 +1,113 @@
+"""Study definitions, variants, selection on validation only, and a deterministic report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bertclf.study as study_mod
+import bertclf.study_report as report_mod
+from bertclf.errors import ConfigError
+from bertclf.study import load_study, select_best, set_args, variants
+
+REPO = Path(__file__).resolve().parents[1]
+
+STUDY = """
+name: tiny
+base: {data.name: r8}
+factors:
+  train.dropout: [0.0, 0.5]
+  train.depth: [1, 2]
+seeds: [1, 2]
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "tiny.yaml").write_text(STUDY)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_one_factor_at_a_time_variants(workdir: Path) -> None:
+    study = load_study(Path("tiny.yaml"))
+    runs = variants(study)
+    # base dropout is params.yaml's 0.5 and base depth 1: per seed the base + dropout 0.0 + depth 2
+    assert [v.name for v in runs] == ["tiny-base-s1", "tiny-dropout-0.0-s1", "tiny-depth-2-s1",
+                                      "tiny-base-s2", "tiny-dropout-0.0-s2", "tiny-depth-2-s2"]
+    moved = runs[2]
+    assert moved.overrides == {"data.name": "r8", "train.seed": 1, "train.dropout": 0.5, "train.depth": 2}
+    assert set_args({"train.residual": True, "train.norm": "layer", "split.max_test": None}) == [
+        "-S", "train.residual=true", "-S", "train.norm=layer", "-S", "split.max_test=null"]
+
+
+def test_grid_covers_every_combination(workdir: Path) -> None:
+    (workdir / "grid.yaml").write_text(STUDY.replace("name: tiny", "name: g") + "grid: true\n")
+    runs = variants(load_study(Path("grid.yaml")))
+    assert len(runs) == 2 * 2 * 2
+    assert {(v.overrides["train.dropout"], v.overrides["train.depth"]) for v in runs} == {
+        (0.0, 1), (0.0, 2), (0.5, 1), (0.5, 2)}
+
+
+def test_bad_study_files_are_refused(workdir: Path) -> None:
+    (workdir / "bad.yaml").write_text("factors: {train.nope: [1, 2]}\n")
+    with pytest.raises(ConfigError, match="train.nope"):
+        load_study(Path("bad.yaml"))
+    (workdir / "empty.yaml").write_text("name: x\n")
+    with pytest.raises(ConfigError, match="factors"):
+        load_study(Path("empty.yaml"))
+
+
+def fake_experiments(study: Any, val: dict[str, float], test: dict[str, float]) -> list[dict[str, Any]]:
+    out = []
+    for v in variants(study):
+        params: dict[str, Any] = {"data": {"name": "r8"}, "train": {"dropout": 0.5, "depth": 1}}
+        for key, value in v.overrides.items():
+            section, name = key.split(".")
+            params.setdefault(section, {})[name] = value
+        key = v.name.rsplit("-s", 1)[0]
+        out.append({"name": v.name, "rev": v.name, "state": "success", "params": params, "metrics": {
+            "eval": {"val_acc": val[key] + v.seed / 1000, "test_acc": test[key],
+                     "tfidf_logreg": {"test_acc": 0.9}},
+            "train": {"epochs_run": 3, "best_epoch": 2, "train_seconds": 10.0}}})
+    return out
+
+
+def test_selection_uses_validation_only_and_report_is_deterministic(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = load_study(Path("tiny.yaml"))
+    # depth 2 is best on validation; dropout 0.0 is best on test, which must not matter
+    val = {"tiny-base": 0.90, "tiny-dropout-0.0": 0.91, "tiny-depth-2": 0.95}
+    test = {"tiny-base": 0.90, "tiny-dropout-0.0": 0.99, "tiny-depth-2": 0.93}
+    exps = fake_experiments(study, val, test)
+    final = {"name": "tiny-final", "rev": "f", "state": "success", "params": {},
+             "metrics": {"eval": {"val_acc": 0.951, "test_acc": 0.931, "test_subsampled": False,
+                                  "tfidf_logreg": {"test_acc": 0.9}}}}
+    monkeypatch.setattr(study_mod, "experiments", lambda: [*exps, final])
+    monkeypatch.setattr(report_mod, "experiments", lambda: [*exps, final])
+    curve = [{"epoch": 1.0, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 0.5},
+             {"epoch": 2.0, "train_loss": 0.5, "val_loss": 0.6, "val_acc": 0.7}]
+    monkeypatch.setattr(report_mod, "_loss_curves", lambda rev: curve)
+
+    best = select_best(study)
+    assert best["config"] == {"train.dropout": 0.5, "train.depth": 2}
+    assert best["overrides"]["train.seed"] == 1 and best["overrides"]["data.name"] == "r8"
+    assert best["val_acc"] == pytest.approx(0.95 + 0.0015)
+
+    out = report_mod.write_report(study, workdir / "reports", workdir / "metrics")
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert set(files) == {"README.md", "val_acc.csv", "val_acc.png", "loss_dropout.png", "loss_depth.png"}
+    text = files["README.md"].decode()
+    assert "| `2` | 2 | 95.15 ± 0.07 | 93.00 ± 0.00 |" in text
+    assert "**test accuracy 93.10 %**" in text
+    assert "**train.depth**: best on validation is `2`" in text
+    summary = json.loads((workdir / "metrics/study_tiny.json").read_text())
+    assert summary["final_test_acc"] == 0.931 and summary["best_config"]["train.depth"] == 2
+
+    report_mod.write_report(study, workdir / "reports", workdir / "metrics")  # again: nothing changes
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == files
