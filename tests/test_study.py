@@ -56,7 +56,7 @@ def test_grid_covers_every_combination(workdir: Path) -> None:
 
 def test_bad_study_files_are_refused(workdir: Path) -> None:
     (workdir / "bad.yaml").write_text("factors: {train.nope: [1, 2]}\n")
-    with pytest.raises(ConfigError, match="train.nope"):
+    with pytest.raises(ConfigError, match=r"train\.nope"):
         load_study(Path("bad.yaml"))
     (workdir / "empty.yaml").write_text("name: x\n")
     with pytest.raises(ConfigError, match="factors"):

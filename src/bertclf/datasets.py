@@ -128,10 +128,18 @@ def _load_yelp2013(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> R
                       train_file=files["reviews"].name, test_file=files["test"].name)
 
 
+def _read_user_file(copy: Path, original: str, tc: str | None, lc: str | None) -> pd.DataFrame:
+    """Read the copy in data/raw, but name the user's own file in errors (same bytes, same lines)."""
+    try:
+        return read_table(copy, tc, lc)
+    except DataError as exc:
+        raise DataError(exc.detail, original, exc.line) from None
+
+
 def _load_file(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
     tc, lc = data.get("text_column"), data.get("label_column")
-    train = read_table(files["train"], tc, lc)
-    test = read_table(files["test"], tc, lc) if "test" in files else None
+    train = _read_user_file(files["train"], str(data["path"]), tc, lc)
+    test = _read_user_file(files["test"], str(data["test_path"]), tc, lc) if "test" in files else None
     return RawDataset("file", train, test, train_file=files["train"].name,
                       test_file=files["test"].name if "test" in files else "")
 

@@ -15,6 +15,7 @@ class DataError(BertclfError):
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
         self.path = None if path is None else str(path)
         self.line = line
+        self.detail = message
         where = ""
         if self.path is not None:
             where = self.path if line is None else f"{self.path}, line {line}"

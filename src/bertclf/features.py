@@ -55,7 +55,9 @@ class FeaturizeConfig:
 def load_encoder(encoder_dir: Path, device: str = "cpu") -> torch.nn.Module:
     """The frozen encoder (safetensors only, no remote code), in eval mode."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(encoder_dir, local_files_only=True, trust_remote_code=False,
                                       use_safetensors=True)
     return model.eval().to(device)

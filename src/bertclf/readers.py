@@ -54,6 +54,8 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                     path,
                     number,
                 ) from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark, as Excel writes "CSV UTF-8"
             yield number, line.rstrip("\r\n")
 
 
@@ -121,7 +123,7 @@ def read_delimited(path: str | Path, text_column: str, label_column: str) -> pd.
         for _ in iter_lines(path):
             pass
         csv.field_size_limit(2**31 - 1)  # long documents are data, not errors
-        text_io = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        text_io = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         # TSV fields are taken literally (free text often holds quotes); CSV follows RFC 4180.
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         reader = csv.reader(text_io, delimiter=delimiter, quoting=quoting)

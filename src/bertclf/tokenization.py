@@ -85,8 +85,17 @@ def clean_text(text: str) -> str:
 def split_sentences(text: str) -> list[str]:
     """Cut `text` into pieces whose concatenation is `text` (whitespace kept at piece starts)."""
     cuts = [m.end() for m in SENTENCE_END.finditer(text) if 0 < m.end() < len(text)]
-    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-    return [p for p in pieces if p.strip()] or [text]
+    pieces: list[str] = []
+    pending = ""  # whitespace-only pieces are folded into the next one
+    for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True):
+        pending += text[a:b]
+        if pending.strip():
+            pieces.append(pending)
+            pending = ""
+    if not pieces:
+        return [text]
+    pieces[-1] += pending
+    return pieces
 
 
 def keep_indices(n: int, budget: int, truncation: str, head_tokens: int) -> np.ndarray:
@@ -215,6 +224,10 @@ def load_tokenizer(encoder_dir: Path) -> Any:
 def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, metrics: Path,
                     cfg: TokenizeConfig) -> dict[str, Any]:
     """Tokenize every split parquet in `splits` into `out` and write the throughput report."""
+    positions = json.loads((encoder_dir / "config.json").read_text()).get("max_position_embeddings")
+    if positions and cfg.max_length > positions:
+        raise ConfigError(f"params.yaml: tokenize.max_length={cfg.max_length} is more than the encoder's "
+                          f"{positions} positions ({encoder_dir}/config.json)")
     doc_tok = DocumentTokenizer(load_tokenizer(encoder_dir), cfg)
     report: dict[str, Any] = {"max_length": cfg.max_length,
                               "truncation": cfg.truncation, "splits": {}}

@@ -1,0 +1,264 @@
+"""Bad input through the `download` + `split` stages: a clear error naming the file and the line
+(or the policy applied, recorded in metrics/data.json), and no output left half-written.
+
+Each case runs twice: in a fresh work directory (the outputs must not appear) and over the
+outputs of an earlier successful run (they must be left byte for byte as they were).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from bertclf.errors import BertclfError, ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD_ROWS = [row for i in range(10) for row in ((f"fine movie {i}", "pos"), (f"bad movie {i}", "neg"))]
+
+
+def csv_text(rows: list[tuple[str, str]], header: str = "text,label") -> str:
+    return header + "\n" + "".join(f"{t},{lab}\n" for t, lab in rows)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (relative path -> bytes), hidden temp files included."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def seed_previous_run(work: Path) -> None:
+    """Outputs as an earlier successful run left them."""
+    for rel in ("data/raw/manifest.json", "data/split/train.parquet", "data/split/labels.json"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(f"previous {rel}\n")
+    (work / "metrics").mkdir(exist_ok=True)
+    (work / "metrics" / "data.json").write_text('{"previous": true}\n')
+
+
+def fails_cleanly(work: Path, run: Callable[[Path], Any], error: type[BertclfError],
+                  previous: bool) -> str:
+    """Run a failing stage in `work`; check the outputs; return the error message."""
+    if previous:
+        seed_previous_run(work)
+    before = {d: snapshot(work / d) for d in ("data/split", "metrics")}
+    with pytest.raises(error) as err:
+        run(work)
+    for d, files in before.items():
+        assert snapshot(work / d) == files, f"{d} changed by a failed run"
+        if not previous:
+            assert not (work / d).exists() or not any((work / d).iterdir()), f"{d} left behind"
+    for parent in (work / "data", work / "metrics", work):
+        if parent.exists():
+            leftovers = [p.name for p in parent.iterdir() if p.name.endswith((".tmp", ".old"))]
+            assert leftovers == [], f"temporary files left in {parent}: {leftovers}"
+    return str(err.value)
+
+
+def names_file_and_line(msg: str, file_names: tuple[str, ...], line: int | None) -> None:
+    """The message names one of `file_names` (the user's file or its copy in data/raw)."""
+    assert any(n in msg for n in file_names), f"no file name {file_names} in: {msg}"
+    if line is not None:
+        assert re.search(rf"\bline {line}\b", msg), f"no 'line {line}' in: {msg}"
+
+
+@pytest.fixture(params=[False, True], ids=["fresh", "over-previous-run"])
+def previous(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+def user_file(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / "user" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def test_malformed_json_line(tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    lines = [json.dumps({"text": t, "label": lab}) for t, lab in GOOD_ROWS]
+    lines.insert(6, '{"text": "cut short", "label": ')
+    f = user_file(tmp_path, "reviews.jsonl", "\n".join(lines) + "\n")
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, ("reviews.jsonl", "train.jsonl"), 7)
+    assert "malformed JSON" in msg
+
+
+def test_tsv_row_without_tab(tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    rows = "".join(f"{t}\t{lab}\n" for t, lab in GOOD_ROWS[:4])
+    f = user_file(tmp_path, "mine.tsv", "text\tlabel\n" + rows + "a row with no tab\n" + rows)
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, ("mine.tsv", "train.tsv"), 6)
+
+
+@pytest.mark.parametrize("missing", ["text", "label"])
+def test_missing_text_or_label_column(tmp_path: Path, split_stage: Callable, previous: bool,
+                                      missing: str) -> None:
+    header = "review,label" if missing == "text" else "text,sentiment"
+    f = user_file(tmp_path, "mine.csv", csv_text(GOOD_ROWS, header))
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, ("mine.csv", "train.csv"), 1)
+    assert f"no column '{missing}'" in msg and "data.text_column" in msg
+
+
+def test_missing_label_key_in_jsonl(tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    lines = [json.dumps({"text": t, "label": lab}) for t, lab in GOOD_ROWS]
+    lines[3] = json.dumps({"text": "no label here"})
+    f = user_file(tmp_path, "reviews.jsonl", "\n".join(lines) + "\n")
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, ("reviews.jsonl", "train.jsonl"), 4)
+    assert "missing key 'label'" in msg
+
+
+def test_empty_texts_error_policy(tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    rows = [*GOOD_ROWS[:5], ("", "pos"), *GOOD_ROWS[5:]]
+    f = user_file(tmp_path, "mine.csv", csv_text(rows))
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data, {"empty_texts": "error"}),
+                        DataError, previous)
+    names_file_and_line(msg, ("mine.csv", "train.csv"), 7)
+    assert "empty text" in msg and "split.empty_texts" in msg
+
+
+def test_empty_texts_drop_policy_is_recorded(tmp_path: Path, split_stage: Callable) -> None:
+    train = [*GOOD_ROWS, ("", "pos"), ("   ", "neg")]
+    test = [("fine film", "pos"), ("", "neg"), ("bad film", "neg")]
+    data = {"name": "file", "path": str(user_file(tmp_path, "train.csv", csv_text(train))),
+            "test_path": str(user_file(tmp_path, "test.csv", csv_text(test)))}
+    work = tmp_path / "work"
+    report = split_stage(work, data)
+    metrics = json.loads((work / "metrics" / "data.json").read_text())
+    assert metrics == json.loads(json.dumps(report))
+    assert metrics["empty_texts"]["train"] == 2 and metrics["empty_texts"]["test"] == 1
+    assert "dropped" in metrics["empty_texts"]["policy"]
+    for name in ("train", "val"):
+        df = pd.read_parquet(work / "data" / "split" / f"{name}.parquet")
+        assert not df["text"].str.strip().eq("").any()
+    test_df = pd.read_parquet(work / "data" / "split" / "test.parquet")
+    assert test_df["text"].tolist() == ["fine film", "", "bad film"]  # test kept whole
+    assert metrics["splits"]["train"]["rows"] + metrics["splits"]["val"]["rows"] == len(GOOD_ROWS)
+
+
+def test_label_in_test_that_train_never_saw(tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    test = [("fine film", "pos"), ("odd film", "neutral"), ("bad film", "neg")]
+    data = {"name": "file", "path": str(user_file(tmp_path, "train.csv", csv_text(GOOD_ROWS))),
+            "test_path": str(user_file(tmp_path, "heldout.csv", csv_text(test)))}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, ("heldout.csv", "test.csv"), 3)
+    assert "'neutral'" in msg and "pos" in msg and "neg" in msg
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "tsv"])
+def test_non_utf8_bytes(tmp_path: Path, split_stage: Callable, previous: bool, kind: str) -> None:
+    good = {"csv": "fine,pos\n", "jsonl": '{"text": "fine", "label": "pos"}\n', "tsv": "fine\tpos\n"}[kind]
+    bad = {"csv": b"caf\xe9,pos\n", "jsonl": b'{"text": "caf\xe9", "label": "pos"}\n',
+           "tsv": b"caf\xe9\tpos\n"}[kind]
+    header = {"csv": "text,label\n", "jsonl": "", "tsv": "text\tlabel\n"}[kind]
+    content = (header + good * 4).encode() + bad + (good * 4).encode()
+    f = user_file(tmp_path, f"latin1.{kind}", content)
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, (f"latin1.{kind}", f"train.{kind}"), 5 + (header != ""))
+    assert "UTF-8" in msg
+
+
+@pytest.mark.parametrize("content", ["", "text,label\n", "text,label\n,pos\n  ,neg\n"],
+                         ids=["empty-file", "header-only", "only-empty-texts"])
+def test_empty_dataset(tmp_path: Path, split_stage: Callable, previous: bool, content: str) -> None:
+    f = user_file(tmp_path, "nothing.csv", content)
+    data = {"name": "file", "path": str(f)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    names_file_and_line(msg, ("nothing.csv", "train.csv"), None)
+
+
+def test_unknown_data_name(tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    work = tmp_path / "work"
+    msg = fails_cleanly(work, lambda w: split_stage(w, {"name": "imbd"}), ConfigError, previous)
+    assert "data.name" in msg and "'imbd'" in msg
+    for name in ("imdb", "r8", "r52", "webkb", "yelp2013", "rotten_tomatoes", "file"):
+        assert name in msg
+    if previous:
+        assert (work / "data" / "raw" / "manifest.json").read_text() == "previous data/raw/manifest.json\n"
+    else:
+        assert not (work / "data" / "raw").exists()
+
+
+def test_file_dataset_without_path(tmp_path: Path, split_stage: Callable) -> None:
+    with pytest.raises(ConfigError, match=r"data\.path"):
+        split_stage(tmp_path, {"name": "file"})
+
+
+def test_missing_user_file_names_it(tmp_path: Path, split_stage: Callable) -> None:
+    from bertclf.errors import ArtifactNotFound
+
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(ArtifactNotFound) as err:
+        split_stage(tmp_path / "work", {"name": "file", "path": str(missing)})
+    assert str(missing) in str(err.value)
+    assert not (tmp_path / "work" / "data" / "raw").exists()
+
+
+def test_raw_data_of_another_dataset_is_refused(tmp_path: Path, split_stage: Callable) -> None:
+    from bertclf.datasets import load_raw
+
+    f = user_file(tmp_path, "mine.csv", csv_text(GOOD_ROWS))
+    split_stage(tmp_path / "work", {"name": "file", "path": str(f)})
+    with pytest.raises(ConfigError, match=r"holds 'file' but data\.name is 'r8'"):
+        load_raw(tmp_path / "work" / "data" / "raw", {"name": "r8"})
+
+
+# --- the stage scripts themselves: exit status 1, one line, no traceback, no output ---------
+
+def run_stage(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("BERTCLF_MIRROR", None)
+    return subprocess.run([sys.executable, "-P", str(REPO / "stages" / args[0]), *args[1:]],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
+
+
+def write_params(work: Path, data: dict[str, Any]) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(data)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_split_stage_script_reports_malformed_json_without_traceback(tmp_path: Path) -> None:
+    lines = [json.dumps({"text": t, "label": lab}) for t, lab in GOOD_ROWS]
+    lines[2] = "{not json"
+    f = user_file(tmp_path, "reviews.jsonl", "\n".join(lines) + "\n")
+    work = tmp_path / "work"
+    write_params(work, {"name": "file", "path": str(f)})
+    done = run_stage(work, "download.py", "data", "data/raw")
+    assert done.returncode == 0, done.stderr
+    done = run_stage(work, "split.py", "data/raw", "data/split", "metrics/data.json")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, done.stderr
+    names_file_and_line(error_lines[0], ("reviews.jsonl", "train.jsonl"), 3)
+    assert not (work / "data" / "split").exists()
+    assert not (work / "metrics").exists()
+
+
+def test_download_stage_script_reports_unknown_dataset(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    write_params(work, {"name": "no-such-set"})
+    done = run_stage(work, "download.py", "data", "data/raw")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "error: params.yaml: unknown data.name 'no-such-set'" in done.stderr
+    assert not (work / "data").exists()

