@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.features import FeaturizeConfig, featurize
+from bertclf.models import FEATURE_ARCHS
 from bertclf.params import load_params, section
 
 
@@ -23,10 +24,14 @@ def main() -> None:
 
     params = load_params(args.params)
     cfg = FeaturizeConfig.from_params(section(params, "featurize"))
+    needed = section(params, "train").get("arch", "han") in FEATURE_ARCHS
     report = featurize(args.tokens, args.encoder, args.out, args.metrics, cfg,
-                       encoder_name=section(params, "encoder")["name"])
-    logging.info("featurized %d docs: %.0f tokens/s, %.1f MB", report["docs"], report["tokens_per_s"],
-                 report["bytes"] / 1e6)
+                       encoder_name=section(params, "encoder")["name"], needed=needed)
+    if needed:
+        logging.info("featurized %d docs: %.0f tokens/s, %.1f MB", report["docs"], report["tokens_per_s"],
+                     report["bytes"] / 1e6)
+    else:
+        logging.info("train.arch reads token ids: no features computed")
 
 
 if __name__ == "__main__":

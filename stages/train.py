@@ -1,6 +1,7 @@
-"""Stage `train`: token vectors -> classifier (han | bigru), a checkpoint per epoch, loss curves.
+"""Stage `train`: a classifier (han | bigru | finetune | cnn | rnn), a checkpoint per epoch, loss curves.
 
-    python stages/train.py data/features models/classifier models/checkpoints metrics/train.json plots
+    python stages/train.py data/features data/tokens models/encoder \
+        models/classifier models/checkpoints metrics/train.json plots
 
 A run that was interrupted resumes from its last checkpoint in models/checkpoints.
 """
@@ -9,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
+from bertclf.model_inputs import Inputs
 from bertclf.params import load_params, section
 from bertclf.training import TrainConfig, train
 
@@ -16,6 +18,8 @@ from bertclf.training import TrainConfig, train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("features", type=Path)
+    parser.add_argument("tokens", type=Path)
+    parser.add_argument("encoder", type=Path)
     parser.add_argument("model", type=Path)
     parser.add_argument("checkpoints", type=Path)
     parser.add_argument("metrics", type=Path)
@@ -24,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = TrainConfig.from_params(section(load_params(args.params), "train"))
-    train(cfg, args.features, args.model, args.checkpoints, args.metrics, args.plots)
+    inputs = Inputs(args.features, args.tokens, args.encoder)
+    train(cfg, inputs, args.model, args.checkpoints, args.metrics, args.plots)
 
 
 if __name__ == "__main__":

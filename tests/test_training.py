@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score
 
 import bertclf.training as training
 from bertclf.evaluation import evaluate, load_predictions
+from bertclf.model_inputs import Inputs
 from bertclf.training import TrainConfig, TrainingError, train
 from tests.featurefixtures import write_features
 
@@ -27,20 +28,21 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(features: Path, out: Path, **kw: object) -> dict:
     cfg = TrainConfig(**{"hidden": 8, "attention_dim": 8, "batch_size": 16, "epochs": 4, "patience": 10,
                          "lr": 0.01, "log_every": 5, **kw})
-    return train(cfg, features, out / "model", out / "ckpt", out / "train.json", out / "plots")
+    inputs = Inputs(features, features, features)
+    return train(cfg, inputs, out / "model", out / "ckpt", out / "train.json", out / "plots")
 
 
 @pytest.mark.parametrize("arch", ["han", "bigru"])
 def test_learns_and_writes_model_metrics_and_plots(features: Path, tmp_path: Path, arch: str) -> None:
     report = run(features, tmp_path, arch=arch, lr_decay="cosine", warmup_ratio=0.1)
     assert report["best_val_acc"] > 0.8  # chance is 1/3
-    for f in ("model/model.safetensors", "model/config.json", "model/labels.json", "train.json",
+    for f in ("model/model.safetensors", "model/bertclf.json", "model/labels.json", "train.json",
               "plots/loss.csv", "plots/steps.csv", "plots/loss.png", "ckpt/epoch_1", "ckpt/epoch_4"):
         assert (tmp_path / f).exists(), f
     rows = (tmp_path / "plots/loss.csv").read_text().splitlines()
     assert rows[0] == "epoch,train_loss,val_loss,val_acc,lr,seconds" and len(rows) == 5
-    config = json.loads((tmp_path / "model/config.json").read_text())
-    assert config["model"]["arch"] == arch and config["features"]["encoder"] == "synthetic"
+    config = json.loads((tmp_path / "model/bertclf.json").read_text())
+    assert config["model"]["arch"] == arch and config["data"]["encoder"] == "synthetic"
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(features: Path, tmp_path: Path,
@@ -81,7 +83,7 @@ def test_changed_config_does_not_resume_foreign_checkpoints(features: Path, tmp_
     saved = torch.load(tmp_path / "ckpt/epoch_2/trainer_state.pt", weights_only=True)
     assert saved["fingerprint"] == training.fingerprint(
         TrainConfig(hidden=8, attention_dim=8, batch_size=16, epochs=2, patience=10, lr=0.01, log_every=5,
-                    dropout=0.2), features)
+                    dropout=0.2), Inputs(features, features, features))
 
 
 def test_early_stopping_stops_after_patience(features: Path, tmp_path: Path) -> None:
@@ -112,7 +114,8 @@ def test_evaluate_agrees_with_sklearn_on_saved_predictions(features: Path, tmp_p
         pd.DataFrame({"id": [str(i) for i in range(n)],
                       "text": [f"{words[y]} movie {rng.integers(9)}" for y in labels],
                       "label": labels}).to_parquet(splits / f"{name}.parquet")
-    report = evaluate(tmp_path / "model", features, splits, tmp_path / "eval.json", tmp_path / "plots")
+    inputs = Inputs(features, features, features)
+    report = evaluate(tmp_path / "model", inputs, splits, tmp_path / "eval.json", tmp_path / "plots")
     predictions = load_predictions(tmp_path / "plots/confusion_test.csv")
     assert len(predictions) == SIZES["test"]
     assert report["test_acc"] == round(accuracy_score(predictions["actual"], predictions["predicted"]), 5)

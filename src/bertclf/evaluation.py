@@ -14,9 +14,9 @@ from sklearn.pipeline import make_pipeline
 
 from bertclf.atomic import write_json
 from bertclf.classifier import load_classifier
-from bertclf.features import FeatureStore
+from bertclf.model_inputs import Inputs, batch_maker, open_split
 from bertclf.plotting import plot_confusion, write_csv
-from bertclf.training import predict_logits
+from bertclf.training import predict_logits, resolve_device
 
 
 def tfidf_baseline(splits_dir: Path, seed: int = 0) -> dict[str, float]:
@@ -34,17 +34,21 @@ def tfidf_baseline(splits_dir: Path, seed: int = 0) -> dict[str, float]:
     return out
 
 
-def evaluate(model_dir: Path, features: Path, splits_dir: Path, metrics: Path, plots: Path,
+def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, plots: Path,
              batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores, confusion matrix and throughput of the saved model."""
     model, config = load_classifier(model_dir)
     arch = config["model"]["arch"]
-    meta = config["features"]
+    meta = config["data"]
     labels = [str(x) for x in meta.get("labels", [])]
+    device = resolve_device(config["train"].get("device", "auto"))
+    model.to(device)
+    make = batch_maker(arch, config["model"].get("pad_id", 0), max(config["model"].get("filter_widths", [1])))
     report: dict[str, Any] = {"arch": arch}
     for split in ("val", "test"):
-        store = FeatureStore(features, split)
+        store = open_split(arch, inputs, split)
         t0 = time.perf_counter()
-        logits = predict_logits(model, store, arch, batch_size)
+        logits = predict_logits(model, store, make, batch_size, device)
         seconds = time.perf_counter() - t0
         pred = logits.argmax(1)
         report[f"{split}_acc"] = round(float(accuracy_score(store.labels, pred)), 5)
@@ -58,6 +62,7 @@ def evaluate(model_dir: Path, features: Path, splits_dir: Path, metrics: Path, p
                        "f1": round(float(f[i]), 4), "support": int(support[i])}
                 for i, name in enumerate(labels)
             }
+            # the model alone, from precomputed features (han, bigru) or token ids (the rest)
             report["test_docs_per_s"] = round(len(store) / seconds, 1)
             report["test_rows"] = len(store)
             report["test_subsampled"] = bool(meta.get("test_subsampled", False))

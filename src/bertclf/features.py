@@ -150,8 +150,18 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
 
 
 def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, metrics: Path, cfg: FeaturizeConfig,
-              encoder_name: str = "") -> dict[str, Any]:
-    """Featurize every tokenized split in `tokens_dir` into `out` (atomically)."""
+              encoder_name: str = "", needed: bool = True) -> dict[str, Any]:
+    """Featurize every tokenized split in `tokens_dir` into `out` (atomically).
+
+    With `needed` false (an arch that reads token ids), only the metadata is written: no
+    encoder pass, and DVC keeps the features of earlier runs in its cache for when they return.
+    """
+    if not needed:
+        with atomic_path(out, is_dir=True) as tmp:
+            write_json(tmp / "meta.json", {"skipped": "the arch reads token ids, not features"})
+        report = {"skipped": True, "docs": 0, "tokens": 0, "bytes": 0}
+        write_json(metrics, report)
+        return report
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = load_encoder(encoder_dir)

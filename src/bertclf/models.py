@@ -23,7 +23,10 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from bertclf.errors import ConfigError
 
-ARCHS = ("han", "bigru")
+FEATURE_ARCHS = ("han", "bigru")  # read precomputed token vectors
+TOKEN_ARCHS = ("finetune", "cnn", "rnn")  # read token ids
+ARCHS = FEATURE_ARCHS + TOKEN_ARCHS
+CELLS = ("gru", "lstm")
 NORMS = ("none", "layer", "batch")
 
 
@@ -38,13 +41,22 @@ class ModelConfig:
     norm: str = "none"
     residual: bool = False
     attention_dim: int = 100
+    cell: str = "gru"  # the recurrent cell of han / bigru / rnn
+    vocab_size: int = 0  # cnn, rnn: learned embeddings over the tokenizer's ids
+    pad_id: int = 0
+    embedding_dim: int = 128
+    num_filters: int = 100  # cnn: filters per width
+    filter_widths: tuple[int, ...] = (3, 4, 5)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "filter_widths" in known:
+            known["filter_widths"] = tuple(known["filter_widths"])
+        return cls(**known)
 
 
 @dataclass
@@ -57,9 +69,16 @@ class Batch:
     sentence_tokens: torch.Tensor | None = None  # [N, L, D], all sentences of the batch
     sentence_lengths: torch.Tensor | None = None  # [N]
     doc_sentences: torch.Tensor | None = None  # [B], sentences per document
+    input_ids: torch.Tensor | None = None  # [B, T] token ids (finetune, cnn, rnn)
+    attention_mask: torch.Tensor | None = None  # [B, T]
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with every tensor on `device`."""
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
+        return Batch(**moved)
 
 
 def make_norm(norm: str, dim: int) -> nn.Module:
@@ -78,13 +97,16 @@ class RecurrentEncoder(nn.Module):
     """Stacked BiGRU layers; norm, residual and dropout act on the packed (real) tokens."""
 
     def __init__(self, input_dim: int, hidden: int, depth: int, dropout: float, norm: str,
-                 residual: bool):
+                 residual: bool, cell: str = "gru"):
         super().__init__()
         if depth < 1:
             raise ConfigError(f"params.yaml: train.depth={depth} must be at least 1")
+        if cell not in CELLS:
+            raise ConfigError(f"params.yaml: train.cell={cell!r} is not one of {', '.join(CELLS)}")
+        rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.output_dim = 2 * hidden
         self.rnns = nn.ModuleList(
-            nn.GRU(input_dim if i == 0 else self.output_dim, hidden, batch_first=True, bidirectional=True)
+            rnn(input_dim if i == 0 else self.output_dim, hidden, batch_first=True, bidirectional=True)
             for i in range(depth)
         )
         self.norms = nn.ModuleList(make_norm(norm, self.output_dim) for _ in range(depth))
@@ -131,7 +153,7 @@ class BiGRUClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = RecurrentEncoder(cfg.input_dim, cfg.hidden, cfg.depth, cfg.dropout, cfg.norm,
-                                        cfg.residual)
+                                        cfg.residual, cfg.cell)
         self.pool = AttentionPool(self.encoder.output_dim, cfg.attention_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.encoder.output_dim, cfg.num_labels)
@@ -149,10 +171,10 @@ class HANClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.word_encoder = RecurrentEncoder(cfg.input_dim, cfg.hidden, cfg.depth, cfg.dropout,
-                                             cfg.norm, cfg.residual)
+                                             cfg.norm, cfg.residual, cfg.cell)
         self.word_pool = AttentionPool(self.word_encoder.output_dim, cfg.attention_dim)
         self.sentence_encoder = RecurrentEncoder(self.word_encoder.output_dim, cfg.hidden, cfg.depth,
-                                                 cfg.dropout, cfg.norm, cfg.residual)
+                                                 cfg.dropout, cfg.norm, cfg.residual, cfg.cell)
         self.sentence_pool = AttentionPool(self.sentence_encoder.output_dim, cfg.attention_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.sentence_encoder.output_dim, cfg.num_labels)
@@ -168,9 +190,60 @@ class HANClassifier(nn.Module):
         return self.head(self.dropout(doc))
 
 
+class KimCNN(nn.Module):
+    """Kim (2014): learned embeddings, convolutions of several widths, max over time, linear."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_id)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(cfg.embedding_dim, cfg.num_filters, width) for width in cfg.filter_widths)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.num_filters * len(cfg.filter_widths), cfg.num_labels)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        assert batch.input_ids is not None and batch.attention_mask is not None
+        x = self.dropout(self.embedding(batch.input_ids)).transpose(1, 2)  # [B, E, T]
+        pooled = []
+        for conv, width in zip(self.convs, self.cfg.filter_widths, strict=True):
+            h = torch.relu(conv(x))  # [B, F, windows]
+            # a window counts when its last token is real; a document shorter than the window
+            # still has its first window
+            real = batch.attention_mask[:, width - 1: width - 1 + h.shape[2]].bool().clone()
+            real[:, 0] = True
+            pooled.append(h.masked_fill(~real[:, None, :], float("-inf")).amax(dim=2))
+        return self.head(self.dropout(torch.cat(pooled, dim=1)))
+
+
+class RNNClassifier(nn.Module):
+    """BiLSTM (or BiGRU) + attention over learned embeddings of the token ids."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_id)
+        self.encoder = RecurrentEncoder(cfg.embedding_dim, cfg.hidden, cfg.depth, cfg.dropout, cfg.norm,
+                                        cfg.residual, cfg.cell)
+        self.pool = AttentionPool(self.encoder.output_dim, cfg.attention_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(self.encoder.output_dim, cfg.num_labels)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        assert batch.input_ids is not None and batch.lengths is not None
+        x = self.dropout(self.embedding(batch.input_ids))
+        doc, self.last_attention = encode_and_pool(self.encoder, self.pool, x, batch.lengths)
+        return self.head(self.dropout(doc))
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
+    """The module for `cfg.arch` (except `finetune`, built by bertclf.finetune)."""
     if cfg.arch == "han":
         return HANClassifier(cfg)
     if cfg.arch == "bigru":
         return BiGRUClassifier(cfg)
+    if cfg.arch == "cnn":
+        return KimCNN(cfg)
+    if cfg.arch == "rnn":
+        return RNNClassifier(cfg)
     raise ConfigError(f"params.yaml: train.arch={cfg.arch!r} is not one of {', '.join(ARCHS)}")

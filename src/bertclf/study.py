@@ -169,7 +169,9 @@ def run_study(study: Study, jobs: int | None = None,
         for v in rest:
             _dvc("exp", "run", "--queue", "-n", v.name, *set_args(v.overrides))
         if rest:
-            _dvc("queue", "start", "-j", str(jobs or study.jobs))
+            # The workers outlive `dvc queue start`: give them no pipe of ours to hold open.
+            subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs or study.jobs)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             wait_for(study, {v.name for v in rest}, echo)
     names = {v.name for v in runs}
     failed = [e["name"] for e in experiments() if e["name"] in names and e["state"] == "failed"]

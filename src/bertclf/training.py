@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
-from bertclf.batching import epoch_batches, eval_batches, make_batch
-from bertclf.classifier import FORMAT_VERSION, WEIGHTS
+from bertclf.batching import epoch_batches, eval_batches
+from bertclf.classifier import CONFIG, FORMAT_VERSION, WEIGHTS
 from bertclf.errors import BertclfError, ConfigError
-from bertclf.features import INDEX_SUFFIX, ConcatStore, FeatureStore
-from bertclf.models import NORMS, ModelConfig, build_model
+from bertclf.finetune import FineTuneClassifier, layerwise_param_groups, load_finetune, save_finetune
+from bertclf.model_inputs import (
+    Inputs,
+    batch_maker,
+    check_arch,
+    concat,
+    data_fingerprint,
+    meta_of,
+    open_split,
+)
+from bertclf.models import NORMS, TOKEN_ARCHS, Batch, ModelConfig, build_model
 from bertclf.params import choice
 from bertclf.plotting import plot_loss, write_csv
 
@@ -70,16 +80,28 @@ class TrainConfig:
     # Final retrain: fit on train + val for `epochs` epochs (no early stopping, last epoch kept);
     # the validation scores it reports are then not held out.
     train_on_val: bool = False
+    # finetune
+    layer_lr_decay: float = 1.0  # LR of layer l of L: lr * decay ** (L - 1 - l) (Sun et al. use 0.95)
+    grad_accum: int = 1  # batches per optimizer step
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool = False  # torch.compile the model (GPU)
+    # cnn / rnn (learned embeddings over the tokenizer's ids)
+    embedding_dim: int = 128
+    num_filters: int = 100
+    filter_widths: tuple[int, ...] = (3, 4, 5)
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> TrainConfig:
         known = {k: p[k] for k in cls.__dataclass_fields__ if k in p and p[k] is not None}
+        if "filter_widths" in known:
+            known["filter_widths"] = tuple(known["filter_widths"])
         cfg = cls(**known)
+        check_arch(cfg.arch)
         choice(cfg.norm, "train.norm", NORMS)
         choice(cfg.lr_decay, "train.lr_decay", LR_DECAYS)
         choice(cfg.class_weights, "train.class_weights", ("none", "balanced"))
-        if cfg.epochs < 1 or cfg.batch_size < 1:
-            raise ConfigError("params.yaml: train.epochs and train.batch_size must be positive")
+        if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.grad_accum < 1:
+            raise ConfigError("params.yaml: train.epochs, batch_size and grad_accum must be positive")
         if not 0 <= cfg.dropout < 1:
             raise ConfigError(f"params.yaml: train.dropout={cfg.dropout} must be in [0, 1)")
         return cfg
@@ -135,22 +157,57 @@ def class_weights(labels: np.ndarray, num_labels: int, mode: str) -> torch.Tenso
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, store: FeatureStore, arch: str, batch_size: int) -> np.ndarray:
-    """Logits for every document of `store`, in the store's order."""
+def predict_logits(model: nn.Module, store: Any, make: Callable[[Any, np.ndarray], Batch],
+                   batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Logits for every document of `store`, in the store's order (batched longest first)."""
     model.eval()
-    logits = np.zeros((len(store), model.head.out_features), dtype=np.float32)
+    out: np.ndarray | None = None
     for idx in eval_batches(store.lengths, batch_size):
-        logits[idx] = model(make_batch(store, idx, arch)).float().numpy()
-    return logits
+        logits = model(make(store, idx).to(device)).float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(store), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    assert out is not None
+    return out
 
 
-def fingerprint(cfg: TrainConfig, features: Path) -> str:
-    """What a checkpoint must match to be resumed: the config and the exact features."""
+def fingerprint(cfg: TrainConfig, inputs: Inputs) -> str:
+    """What a checkpoint must match to be resumed: the config and the exact inputs."""
     h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
-    for f in sorted([features / "meta.json", *features.glob(f"*{INDEX_SUFFIX}")]):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
+    h.update(data_fingerprint(cfg.arch, inputs).encode())
     return h.hexdigest()[:16]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_classifier(cfg: TrainConfig, inputs: Inputs, train_set: Any,
+                     num_labels: int) -> tuple[nn.Module, ModelConfig]:
+    """The model of `cfg.arch`, and the config that rebuilds it."""
+    pad_id = 0
+    vocab = 0
+    if cfg.arch in TOKEN_ARCHS:
+        encoder_cfg = json.loads((inputs.encoder / "config.json").read_text())
+        pad_id = int(encoder_cfg.get("pad_token_id") or 0)
+        vocab = int(encoder_cfg["vocab_size"])
+    model_cfg = ModelConfig(
+        arch=cfg.arch, input_dim=getattr(train_set, "dim", 0), num_labels=num_labels, hidden=cfg.hidden,
+        depth=cfg.depth, dropout=cfg.dropout, norm=cfg.norm, residual=cfg.residual,
+        attention_dim=cfg.attention_dim, cell="lstm" if cfg.arch == "rnn" else "gru", vocab_size=vocab,
+        pad_id=pad_id, embedding_dim=cfg.embedding_dim, num_filters=cfg.num_filters,
+        filter_widths=tuple(cfg.filter_widths))
+    if cfg.arch == "finetune":
+        return load_finetune(inputs.encoder, num_labels), model_cfg
+    return build_model(model_cfg), model_cfg
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]] | Any:
+    if isinstance(model, FineTuneClassifier):
+        return layerwise_param_groups(model, cfg.lr, cfg.layer_lr_decay, cfg.weight_decay)
+    return model.parameters()
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -179,35 +236,39 @@ def last_checkpoint(ckpt_dir: Path, print_: str) -> Path | None:
     return None
 
 
-def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, metrics: Path,
+def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, metrics: Path,
           plots: Path) -> dict[str, Any]:
-    """Train on `features/train`, select on `features/val`; write the best model and reports."""
+    """Train on the train split, select on val; write the best model, metrics and plot data."""
     # ---- setup
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    meta = json.loads((features / "meta.json").read_text())
-    train_set, val_set = FeatureStore(features, "train"), FeatureStore(features, "val")
+    device = resolve_device(cfg.device)
+    meta = meta_of(cfg.arch, inputs)
+    train_set, val_set = open_split(cfg.arch, inputs, "train"), open_split(cfg.arch, inputs, "val")
     if cfg.train_on_val:
-        train_set = ConcatStore(train_set, val_set)
+        train_set = concat(train_set, val_set)
     num_labels = max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1)
-    model_cfg = ModelConfig(arch=cfg.arch, input_dim=train_set.dim, num_labels=num_labels,
-                            hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout, norm=cfg.norm,
-                            residual=cfg.residual, attention_dim=cfg.attention_dim)
-    model = build_model(model_cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    model, model_cfg = build_classifier(cfg, inputs, train_set, num_labels)
+    model.to(device)
+    make = batch_maker(cfg.arch, model_cfg.pad_id, max(model_cfg.filter_widths))
+    forward = torch.compile(model) if cfg.compile else model
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels, num_labels, cfg.class_weights))
+    weights = class_weights(train_set.labels, num_labels, cfg.class_weights)
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     state = TrainState()
-    print_ = fingerprint(cfg, features)
-    log.info("%s: %d parameters, %d train / %d val docs, %d steps per epoch", cfg.arch,
-             sum(p.numel() for p in model.parameters()), len(train_set), len(val_set), steps_per_epoch)
+    print_ = fingerprint(cfg, inputs)
+    log.info("%s on %s: %d parameters, %d train / %d val docs, %d optimizer steps per epoch", cfg.arch,
+             device, sum(p.numel() for p in model.parameters()), len(train_set), len(val_set),
+             steps_per_epoch)
 
     # ---- resume from the last checkpoint of the same run, if there is one
     if (resume := last_checkpoint(ckpt_dir, print_)) is not None:
         saved = torch.load(resume / STATE, weights_only=True)
-        model.load_state_dict(load_file(resume / WEIGHTS))
+        model.load_state_dict(load_file(resume / WEIGHTS, device=str(device)))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
@@ -223,27 +284,31 @@ def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, met
         model.train()
         t0 = time.perf_counter()
         total_loss, seen = 0.0, 0
-        for idx in epoch_batches(train_set.lengths, cfg.batch_size, cfg.seed, epoch):
-            batch = make_batch(train_set, idx, cfg.arch)
-            loss = loss_fn(model(batch), batch.labels)
+        batches = epoch_batches(train_set.lengths, cfg.batch_size, cfg.seed, epoch)
+        for i, idx in enumerate(batches):
+            batch = make(train_set, idx).to(device)
+            with autocast:
+                loss = loss_fn(forward(batch).float(), batch.labels)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {state.step + 1}: "
-                                    "lower train.lr or check the features")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+                                    "lower train.lr or check the inputs")
+            (loss / cfg.grad_accum).backward()
+            total_loss += loss.item() * len(batch)
+            seen += len(batch)
+            if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
+                continue  # accumulate gradients over grad_accum batches
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            total_loss += loss.item() * len(batch)
-            seen += len(batch)
             if state.step % cfg.log_every == 0:
                 state.steps.append({"step": state.step, "epoch": epoch, "train_loss": round(loss.item(), 5),
                                     "lr": scheduler.get_last_lr()[0]})
         epoch_seconds = time.perf_counter() - t0
 
-        logits = predict_logits(model, val_set, cfg.arch, cfg.eval_batch_size)
+        logits = predict_logits(model, val_set, make, cfg.eval_batch_size, device)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits),
                                                      torch.from_numpy(val_set.labels)))
         val_acc = float((logits.argmax(1) == val_set.labels).mean())
@@ -264,10 +329,14 @@ def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, met
         save_checkpoint(ckpt_dir / f"epoch_{epoch}", model, optimizer, scheduler, state, print_)
 
     # ---- outputs: the best model, metrics, plot data
+    model.load_state_dict(load_file(ckpt_dir / "best" / WEIGHTS, device=str(device)))
     with atomic_path(model_out, is_dir=True) as tmp:
-        shutil.copyfile(ckpt_dir / "best" / WEIGHTS, tmp / WEIGHTS)
-        write_json(tmp / "config.json", {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
-                                         "train": asdict(cfg), "features": meta})
+        if isinstance(model, FineTuneClassifier):
+            save_finetune(model, tmp, inputs.encoder)
+        else:
+            save_file(model.state_dict(), tmp / WEIGHTS)
+        write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
+                                  "train": asdict(cfg), "data": meta})
         write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
     report = {
         "arch": cfg.arch,
@@ -281,6 +350,7 @@ def train(cfg: TrainConfig, features: Path, model_out: Path, ckpt_dir: Path, met
         "train_docs_per_s": round(len(train_set) * state.epoch / max(state.train_seconds, 1e-9), 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_on_val": cfg.train_on_val,
+        "device": str(device),
     }
     write_json(metrics, report)
     write_csv(plots / "loss.csv", state.history)

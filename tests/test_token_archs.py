@@ -1,0 +1,136 @@
+"""finetune, cnn and rnn: the same recipe over token ids, on the tiny BERT."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import bertclf.training as training
+from bertclf.classifier import load_classifier
+from bertclf.evaluation import evaluate
+from bertclf.features import FeaturizeConfig, featurize
+from bertclf.finetune import layerwise_param_groups, load_finetune
+from bertclf.model_inputs import Inputs
+from bertclf.models import Batch, ModelConfig, build_model
+from bertclf.tokenization import TokenizeConfig, tokenize_splits
+from bertclf.training import TrainConfig, train
+
+GOOD = "good great excellent amazing wonderful perfect loved beautiful fine nice".split()
+BAD = "bad worst awful terrible boring poor hate worse".split()
+FILLER = "the movie film story plot acting scene music camera cast script ending".split()
+
+
+def review(rng: random.Random, label: int) -> str:
+    words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
+    for _ in range(2):
+        words.insert(rng.randrange(len(words)), rng.choice(GOOD if label else BAD))
+    return " ".join(words) + "."
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Inputs:
+    root = tmp_path_factory.mktemp("token-archs")
+    rng = random.Random(0)
+    split = root / "split"
+    split.mkdir()
+    for name, n in (("train", 160), ("val", 40), ("test", 40)):
+        labels = [i % 2 for i in range(n)]
+        pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": [review(rng, y) for y in labels],
+                      "label": labels}).to_parquet(split / f"{name}.parquet", index=False)
+    (split / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"], "test_subsampled": False}))
+    tokenize_splits(split, tiny_bert_dir, root / "tokens", root / "tokenize.json", TokenizeConfig(max_length=32))
+    featurize(root / "tokens", tiny_bert_dir, root / "features", root / "featurize.json", FeaturizeConfig(),
+              needed=False)
+    return Inputs(root / "features", root / "tokens", tiny_bert_dir)
+
+
+def run(inputs: Inputs, out: Path, **kw: object) -> dict:
+    cfg = TrainConfig(**{"batch_size": 16, "epochs": 3, "patience": 10, "log_every": 2, **kw})
+    return train(cfg, inputs, out / "model", out / "ckpt", out / "train.json", out / "plots")
+
+
+@pytest.mark.parametrize(("arch", "kw"), [
+    ("finetune", {"lr": 2e-3, "epochs": 6, "layer_lr_decay": 0.9, "lr_decay": "linear", "warmup_ratio": 0.1}),
+    ("cnn", {"lr": 5e-3, "embedding_dim": 16, "num_filters": 8, "dropout": 0.1}),
+    ("rnn", {"lr": 1e-2, "embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+])
+def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: str, kw: dict) -> None:
+    report = run(inputs, tmp_path, arch=arch, **kw)
+    assert report["best_val_acc"] >= 0.85, report  # sentiment words decide the label; chance is 0.5
+    model, config = load_classifier(tmp_path / "model")
+    assert config["model"]["arch"] == arch
+    if arch == "finetune":  # a Hugging Face model directory, tokenizer included
+        for f in ("config.json", "model.safetensors", "tokenizer.json", "bertclf.json", "labels.json"):
+            assert (tmp_path / "model" / f).is_file(), f
+    result = evaluate(tmp_path / "model", inputs, inputs.tokens.parent / "split", tmp_path / "eval.json",
+                      tmp_path / "plots")
+    assert result["val_acc"] == report["best_val_acc"]  # the saved model is the best epoch's
+
+
+def test_featurize_skips_the_encoder_for_token_archs(inputs: Inputs) -> None:
+    assert not list(inputs.features.glob("*.npy"))
+    assert json.loads((inputs.features.parent / "featurize.json").read_text())["skipped"] is True
+
+
+def test_resume_equals_uninterrupted_for_finetune(inputs: Inputs, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    kw = {"arch": "finetune", "lr": 3e-3, "dropout": 0.1, "layer_lr_decay": 0.9, "grad_accum": 2}
+    whole = run(inputs, tmp_path / "whole", **kw)
+    real_save = training.save_checkpoint
+
+    def save_then_die(path: Path, *args: object, **kwargs: object) -> None:
+        real_save(path, *args, **kwargs)
+        if path.name == "epoch_1":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(inputs, tmp_path / "killed", **kw)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    resumed = run(inputs, tmp_path / "killed", **kw)
+    timing = ("train_seconds", "train_docs_per_s")
+    assert {k: v for k, v in resumed.items() if k not in timing} == {
+        k: v for k, v in whole.items() if k not in timing}
+    a, b = (load_file(tmp_path / d / "model/model.safetensors") for d in ("whole", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_layerwise_lr_decay_gives_each_layer_its_rate(tiny_bert_dir: Path) -> None:
+    model = load_finetune(tiny_bert_dir, num_labels=3)
+    layers = model.model.config.num_hidden_layers  # 2
+    groups = layerwise_param_groups(model, lr=1e-3, decay=0.5, weight_decay=0.01)
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        lr, wd = lr_of[id(param)]
+        if ".encoder.layer." in name:
+            layer = int(name.split(".encoder.layer.")[1].split(".")[0])
+            assert lr == pytest.approx(1e-3 * 0.5 ** (layers - 1 - layer)), name
+        elif ".embeddings." in name:
+            assert lr == pytest.approx(1e-3 * 0.5**layers), name
+        else:  # pooler, classifier
+            assert lr == pytest.approx(1e-3), name
+        assert wd == (0.0 if param.ndim == 1 else 0.01), name
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # the optimizer really uses them
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx([2.5e-4, 5e-4, 1e-3])
+
+
+def test_cnn_ignores_padding_and_handles_short_documents() -> None:
+    cfg = ModelConfig(arch="cnn", input_dim=0, num_labels=2, vocab_size=50, pad_id=0, embedding_dim=6,
+                      num_filters=4, filter_widths=(2, 3))
+    model = build_model(cfg).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 0, 0, 0]])
+    mask = (ids != 0).long()
+    logits = model(Batch(labels=torch.zeros(2, dtype=torch.long), input_ids=ids, attention_mask=mask))
+    wider = torch.cat([ids, torch.zeros(2, 4, dtype=torch.long)], dim=1)
+    again = model(Batch(labels=torch.zeros(2, dtype=torch.long), input_ids=wider,
+                        attention_mask=(wider != 0).long()))
+    assert torch.allclose(logits, again, atol=1e-6)
+    assert torch.isfinite(logits).all()
