@@ -111,3 +111,24 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
 
     report_mod.write_report(study, workdir / "reports", workdir / "metrics")  # again: nothing changes
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == files
+
+
+def test_compare_takes_the_best_validation_run_per_arch(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bertclf.compare as compare_mod
+
+    def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8") -> dict[str, Any]:
+        return {"name": name, "rev": name, "state": "success",
+                "params": {"data": {"name": dataset}, "split": {"seed": 42}, "train": {"arch": arch}},
+                "metrics": {"eval": {"val_acc": val, "test_acc": test,
+                                     "tfidf_logreg": {"val_acc": 0.95, "test_acc": 0.96}}}}
+
+    exps = [exp("a", "han", 0.97, 0.95), exp("b", "han", 0.98, 0.94), exp("c", "cnn", 0.93, 0.99),
+            exp("d", "finetune", 0.99, 0.98), exp("e", "han", 0.999, 0.999, dataset="webkb")]
+    monkeypatch.setattr(compare_mod, "experiments", lambda all_commits=False: exps)
+    rows = compare_mod.compare_rows("r8")
+    assert [(r["arch"], r["experiment"], r["test_acc"]) for r in rows] == [
+        ("tfidf", "a", 0.96), ("cnn", "c", 0.99), ("han", "b", 0.94), ("finetune", "d", 0.98)]
+    out = compare_mod.write_compare("r8", tmp_path)
+    assert "| han | `b` | 98.00 | 94.00 |" in out.read_text()
+    assert (tmp_path / "compare_r8.png").stat().st_size > 0

@@ -18,12 +18,14 @@ from bertclf.features import FeaturizeConfig, featurize
 from bertclf.finetune import layerwise_param_groups, load_finetune
 from bertclf.model_inputs import Inputs
 from bertclf.models import Batch, ModelConfig, build_model
+from bertclf.pretrain import PretrainConfig, pretrain
 from bertclf.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.training import TrainConfig, train
 
-GOOD = "good great excellent amazing wonderful perfect loved beautiful fine nice".split()
-BAD = "bad worst awful terrible boring poor hate worse".split()
-FILLER = "the movie film story plot acting scene music camera cast script ending".split()
+GOOD = ["good", "great", "excellent", "amazing", "wonderful", "perfect", "loved", "beautiful", "fine", "nice"]
+BAD = ["bad", "worst", "awful", "terrible", "boring", "poor", "hate", "worse"]
+FILLER = ["the", "movie", "film", "story", "plot", "acting", "scene", "music", "camera", "cast", "script",
+          "ending"]
 
 
 def review(rng: random.Random, label: int) -> str:
@@ -44,7 +46,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Inp
         pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": [review(rng, y) for y in labels],
                       "label": labels}).to_parquet(split / f"{name}.parquet", index=False)
     (split / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"], "test_subsampled": False}))
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", root / "tokenize.json", TokenizeConfig(max_length=32))
+    tokenize_splits(split, tiny_bert_dir, root / "tokens", root / "tokenize.json",
+                    TokenizeConfig(max_length=32))
     featurize(root / "tokens", tiny_bert_dir, root / "features", root / "featurize.json", FeaturizeConfig(),
               needed=False)
     return Inputs(root / "features", root / "tokens", tiny_bert_dir)
@@ -63,7 +66,7 @@ def run(inputs: Inputs, out: Path, **kw: object) -> dict:
 def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: str, kw: dict) -> None:
     report = run(inputs, tmp_path, arch=arch, **kw)
     assert report["best_val_acc"] >= 0.85, report  # sentiment words decide the label; chance is 0.5
-    model, config = load_classifier(tmp_path / "model")
+    _, config = load_classifier(tmp_path / "model")
     assert config["model"]["arch"] == arch
     if arch == "finetune":  # a Hugging Face model directory, tokenizer included
         for f in ("config.json", "model.safetensors", "tokenizer.json", "bertclf.json", "labels.json"):
@@ -134,3 +137,22 @@ def test_cnn_ignores_padding_and_handles_short_documents() -> None:
                         attention_mask=(wider != 0).long()))
     assert torch.allclose(logits, again, atol=1e-6)
     assert torch.isfinite(logits).all()
+
+
+def test_tiny_mlm_pretrain_lowers_held_out_loss_and_feeds_finetune(inputs: Inputs, tmp_path: Path) -> None:
+    cfg = PretrainConfig(steps=40, lr=2e-3, batch_size=16, max_length=32, eval_fraction=0.1, seed=3)
+    report = pretrain(inputs.tokens, inputs.encoder, tmp_path / "pretrained", tmp_path / "pretrain.json", cfg)
+    assert report["mlm_loss_after"] < report["mlm_loss_before"] - 0.5, report
+    assert json.loads((tmp_path / "pretrain.json").read_text()) == report
+    pretrained = Inputs(inputs.features, inputs.tokens, tmp_path / "pretrained")
+    result = run(pretrained, tmp_path / "ft", arch="finetune", lr=2e-3, epochs=1)
+    assert result["epochs_run"] == 1
+
+
+def test_pretrain_with_zero_steps_passes_the_encoder_through(inputs: Inputs, tmp_path: Path) -> None:
+    report = pretrain(inputs.tokens, inputs.encoder, tmp_path / "p", tmp_path / "m.json",
+                      PretrainConfig(steps=0))
+    assert report["skipped"] is True
+    for f in inputs.encoder.iterdir():
+        if f.is_file():
+            assert (tmp_path / "p" / f.name).read_bytes() == f.read_bytes()

@@ -59,6 +59,19 @@ def study_report(study_file: Annotated[Path, typer.Argument(help="the study defi
     typer.echo(f"wrote {out}/README.md")
 
 
+@app.command()
+def compare(
+    dataset: Annotated[str | None, typer.Option(help="data.name (default: params.yaml's)")] = None,
+) -> None:
+    """Table and bar chart of test accuracy per model (tfidf, cnn, rnn, bigru, han, finetune)."""
+    from bertclf.compare import write_compare
+    from bertclf.params import load_params
+
+    name = dataset or load_params()["data"]["name"]
+    out = _user_errors(lambda: write_compare(name))
+    typer.echo(out.read_text())
+
+
 def _user_errors(fn: Callable[[], T]) -> T:
     """Run `fn`; a user error becomes one line on stderr and exit status 1, not a traceback."""
     try:

@@ -136,9 +136,9 @@ def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def experiments() -> list[dict[str, Any]]:
-    """Every experiment of the repository as {name, rev, state, params, metrics}."""
-    data = json.loads(_dvc("exp", "show", "--json").stdout or "[]")
+def experiments(all_commits: bool = False) -> list[dict[str, Any]]:
+    """The experiments of HEAD (or of every commit) as {name, rev, state, params, metrics}."""
+    data = json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])).stdout or "[]")
     found = []
     for commit in data:
         for exp in commit.get("experiments") or []:

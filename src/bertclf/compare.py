@@ -1,0 +1,88 @@
+"""`bertclf compare`: test accuracy of tfidf / cnn / rnn / han / bigru / finetune on one dataset.
+
+For each arch, the experiment with the best validation accuracy on that dataset (and the same
+split settings) is taken from `dvc exp show`; TF-IDF + logistic regression comes from the
+evaluate metrics of the same split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bertclf.atomic import atomic_path
+from bertclf.errors import BertclfError
+from bertclf.models import ARCHS
+from bertclf.plotting import write_csv
+from bertclf.study import experiments
+
+ORDER = ("tfidf", "cnn", "rnn", "bigru", "han", "finetune")
+
+
+def _split_key(params: dict[str, Any]) -> str:
+    return json.dumps({"data": params.get("data", {}), "split": params.get("split", {})}, sort_keys=True)
+
+
+def compare_rows(dataset: str) -> list[dict[str, Any]]:
+    """Best-on-validation experiment per arch on `dataset`, plus the TF-IDF floor."""
+    best: dict[str, dict[str, Any]] = {}
+    for exp in experiments(all_commits=True):
+        params, ev = exp["params"], exp["metrics"].get("eval", {})
+        if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or "test_acc" not in ev:
+            continue
+        arch = params.get("train", {}).get("arch")
+        row = {"arch": arch, "experiment": exp["name"], "val_acc": ev.get("val_acc"),
+               "test_acc": ev["test_acc"],
+               "test_subsampled": ev.get("test_subsampled", False), "split": _split_key(params),
+               "max_train": params.get("split", {}).get("max_train")}
+        if arch in ARCHS and (arch not in best or (row["val_acc"], row["experiment"]) >
+                              (best[arch]["val_acc"], best[arch]["experiment"])):
+            best[arch] = row
+        tfidf = (ev.get("tfidf_logreg") or {}).get("test_acc")
+        if tfidf is not None and ("tfidf" not in best or exp["name"] < best["tfidf"]["experiment"]):
+            best["tfidf"] = {**row, "arch": "tfidf", "val_acc": ev["tfidf_logreg"].get("val_acc"),
+                             "test_acc": tfidf}
+    return [best[a] for a in ORDER if a in best]
+
+
+def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
+    """reports/compare_<dataset>.{md,csv,png}."""
+    rows = compare_rows(dataset)
+    if not rows:
+        raise BertclfError(f"no finished experiments on {dataset}: run `dvc exp run -S data.name={dataset}`")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"compare_{dataset}"
+    write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "val_acc", "test_acc", "test_subsampled",
+                                               "max_train"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    accs = [r["test_acc"] * 100 for r in rows]
+    ax.bar([r["arch"] for r in rows], accs, color=["tab:gray" if r["arch"] == "tfidf" else "tab:blue"
+                                                   for r in rows])
+    for i, a in enumerate(accs):
+        ax.text(i, a, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(max(0, min(accs) - 10), 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{dataset}: best-on-validation experiment per model")
+    fig.tight_layout()
+    with atomic_path(stem.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    split_note = "" if len({r["split"] for r in rows}) == 1 else (
+        "\n\n**Note:** these experiments do not all share the same split settings.")
+    lines = [f"# {dataset}: model comparison", "", "| model | experiment | val acc (%) | test acc (%) |",
+             "|---|---|---:|---:|"]
+    for r in rows:
+        val = "" if r["val_acc"] is None else f"{r['val_acc'] * 100:.2f}"
+        lines.append(f"| {r['arch']} | `{r['experiment']}` | {val} | {r['test_acc'] * 100:.2f} |")
+    if any(r["test_subsampled"] for r in rows):
+        split_note += "\n\nThe test set is subsampled (`split.max_test`)."
+    with atomic_path(stem.with_suffix(".md")) as tmp:
+        text = "\n".join(lines) + split_note + f"\n\n![test accuracy]({stem.name}.png)\n"
+        tmp.write_text(text, encoding="utf-8")
+    return stem.with_suffix(".md")

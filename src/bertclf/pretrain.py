@@ -1,0 +1,134 @@
+"""In-domain masked-LM further pre-training of the encoder on the training texts (Sun et al. 2019).
+
+The output directory is a model the later stages load like the downloaded encoder
+(`AutoModel` for `featurize`, `AutoModelForSequenceClassification` for `finetune`). With
+``pretrain.steps: 0`` the encoder is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertclf.atomic import atomic_path, write_json
+from bertclf.errors import ConfigError
+from bertclf.finetune import TOKENIZER_FILES
+from bertclf.token_data import TokenStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 0
+    lr: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 128
+    mask_prob: float = 0.15
+    warmup_ratio: float = 0.1
+    eval_fraction: float = 0.05
+    seed: int = 42
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> PretrainConfig:
+        cfg = cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p and p[k] is not None})
+        if cfg.steps < 0 or not 0 < cfg.mask_prob < 1 or not 0 < cfg.eval_fraction < 1:
+            raise ConfigError("params.yaml: pretrain.steps >= 0, 0 < mask_prob < 1, 0 < eval_fraction < 1")
+        return cfg
+
+
+def _chunks(store: TokenStore, idx: np.ndarray, max_length: int) -> list[list[int]]:
+    return [store.input_ids(int(i))[:max_length].tolist() for i in idx]
+
+
+@torch.inference_mode()
+def mlm_loss(model: torch.nn.Module, collator: Any, docs: list[list[int]], batch_size: int,
+             seed: int) -> float:
+    """Mean masked-LM loss on `docs` with a fixed, seeded masking (comparable before/after)."""
+    model.eval()
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    total, count = 0.0, 0
+    for start in range(0, len(docs), batch_size):
+        batch = collator([{"input_ids": d} for d in docs[start:start + batch_size]])
+        n = int((batch["labels"] != -100).sum())
+        if n:
+            total += float(model(**batch).loss) * n
+            count += n
+    torch.set_rng_state(state)
+    return total / max(count, 1)
+
+
+def pretrain(tokens: Path, encoder: Path, out: Path, metrics: Path, cfg: PretrainConfig) -> dict[str, Any]:
+    """Further pre-train `encoder` with masked LM on the train split; write it to `out`."""
+    if cfg.steps == 0:
+        with atomic_path(out, is_dir=True) as tmp:
+            shutil.copytree(encoder, tmp, dirs_exist_ok=True)
+        report: dict[str, Any] = {"steps": 0, "skipped": True}
+        write_json(metrics, report)
+        return report
+
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        get_linear_schedule_with_warmup,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
+    model = AutoModelForMaskedLM.from_pretrained(encoder, local_files_only=True, use_safetensors=True,
+                                                 trust_remote_code=False, attn_implementation="sdpa")
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mask_prob, return_tensors="pt")
+    store = TokenStore(tokens, "train")
+    order = np.random.default_rng(cfg.seed).permutation(len(store))
+    n_eval = max(1, round(cfg.eval_fraction * len(store)))
+    held_out = _chunks(store, order[:n_eval], cfg.max_length)
+    pool = order[n_eval:]
+    before = mlm_loss(model, collator, held_out, cfg.batch_size, cfg.seed)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * cfg.steps), cfg.steps)
+    rng = np.random.default_rng([cfg.seed, 1])
+    model.train()
+    t0 = time.perf_counter()
+    seen_tokens = 0
+    for step in range(1, cfg.steps + 1):
+        idx = rng.choice(pool, size=min(cfg.batch_size, len(pool)), replace=False)
+        batch = collator([{"input_ids": d} for d in _chunks(store, idx, cfg.max_length)])
+        loss = model(**batch).loss
+        if not torch.isfinite(loss):
+            raise ConfigError(f"pretrain: the MLM loss is {loss.item()} at step {step}; lower pretrain.lr")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen_tokens += int(batch["attention_mask"].sum())
+        if step % max(1, cfg.steps // 10) == 0:
+            log.info("pretrain step %d/%d: MLM loss %.4f", step, cfg.steps, loss.item())
+    seconds = time.perf_counter() - t0
+    after = mlm_loss(model, collator, held_out, cfg.batch_size, cfg.seed)
+
+    with atomic_path(out, is_dir=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        for name in TOKENIZER_FILES:
+            if (encoder / name).is_file():
+                shutil.copyfile(encoder / name, tmp / name)
+    report = {"steps": cfg.steps, "skipped": False, "held_out_docs": n_eval,
+              "mlm_loss_before": round(before, 5), "mlm_loss_after": round(after, 5),
+              "perplexity_before": round(math.exp(min(before, 50)), 3),
+              "perplexity_after": round(math.exp(min(after, 50)), 3),
+              "seconds": round(seconds, 2), "tokens_per_s": round(seen_tokens / seconds, 1)}
+    write_json(metrics, report)
+    return report
