@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.batching import epoch_batches, eval_batches
 from bertclf.classifier import CONFIG, FORMAT_VERSION, WEIGHTS
+from bertclf.distributed import init_distributed
 from bertclf.errors import BertclfError, ConfigError
 from bertclf.finetune import FineTuneClassifier, layerwise_param_groups, load_finetune, save_finetune
 from bertclf.model_inputs import (
@@ -158,11 +160,15 @@ def class_weights(labels: np.ndarray, num_labels: int, mode: str) -> torch.Tenso
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, store: Any, make: Callable[[Any, np.ndarray], Batch],
-                   batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
-    """Logits for every document of `store`, in the store's order (batched longest first)."""
+                   batch_size: int, device: torch.device | str = "cpu", num_labels: int = 0,
+                   subset: np.ndarray | None = None) -> np.ndarray:
+    """Logits for the documents of `store` (or `subset` of them), in the store's order; rows
+    outside the subset stay zero. Batched longest first."""
     model.eval()
-    out: np.ndarray | None = None
-    for idx in eval_batches(store.lengths, batch_size):
+    rows = np.arange(len(store)) if subset is None else subset
+    out: np.ndarray | None = np.zeros((len(store), num_labels), dtype=np.float32) if num_labels else None
+    for batch_rows in eval_batches(store.lengths[rows], batch_size):
+        idx = rows[batch_rows]
         logits = model(make(store, idx).to(device)).float().cpu().numpy()
         if out is None:
             out = np.zeros((len(store), logits.shape[1]), dtype=np.float32)
@@ -243,7 +249,10 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    ddp = init_distributed()
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", ddp.local_rank)
     meta = meta_of(cfg.arch, inputs)
     train_set, val_set = open_split(cfg.arch, inputs, "train"), open_split(cfg.arch, inputs, "val")
     if cfg.train_on_val:
@@ -252,12 +261,12 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
     model, model_cfg = build_classifier(cfg, inputs, train_set, num_labels)
     model.to(device)
     make = batch_maker(cfg.arch, model_cfg.pad_id, max(model_cfg.filter_widths))
-    forward = torch.compile(model) if cfg.compile else model
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     weights = class_weights(train_set.labels, num_labels, cfg.class_weights)
-    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+    if weights is not None:
+        weights = weights.to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     state = TrainState()
     print_ = fingerprint(cfg, inputs)
@@ -274,9 +283,12 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
         torch.set_rng_state(saved["torch_rng"])
         state = TrainState(**saved["state"])
         log.info("resuming after epoch %d from %s", state.epoch, resume)
-    elif ckpt_dir.exists():
+    elif ckpt_dir.exists() and ddp.is_main:
         shutil.rmtree(ckpt_dir)  # checkpoints of another config or data: not ours to resume
+    ddp.barrier()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    wrapped = DistributedDataParallel(model) if ddp.world > 1 else model
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
 
     # ---- the epoch loop
     while state.epoch < cfg.epochs and not state.stopped_early:
@@ -286,15 +298,24 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
         total_loss, seen = 0.0, 0
         batches = epoch_batches(train_set.lengths, cfg.batch_size, cfg.seed, epoch)
         for i, idx in enumerate(batches):
-            batch = make(train_set, idx).to(device)
+            # this rank's share of the global batch; the loss is normalized by the whole batch
+            # (summed class weights, or its size) so that averaging over ranks gives its mean
+            mine = idx[ddp.rank::ddp.world]
+            scale = float(ddp.world) if len(mine) else 0.0
+            batch = make(train_set, mine if len(mine) else idx[:1]).to(device)
+            labels = torch.from_numpy(train_set.labels[idx]).to(device)
+            denominator = float(weights[labels].sum()) if weights is not None else float(len(idx))
             with autocast:
-                loss = loss_fn(forward(batch).float(), batch.labels)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the loss is {loss.item()} at epoch {epoch}, step {state.step + 1}: "
+                logits = forward(batch).float()
+            per_doc = nn.functional.cross_entropy(logits, batch.labels, weight=weights, reduction="none")
+            loss = per_doc.sum() * scale / denominator
+            batch_loss = float(ddp.all_sum(per_doc.detach().sum() * (scale > 0)).item()) / denominator
+            if not math.isfinite(batch_loss):
+                raise TrainingError(f"the loss is {batch_loss} at epoch {epoch}, step {state.step + 1}: "
                                     "lower train.lr or check the inputs")
             (loss / cfg.grad_accum).backward()
-            total_loss += loss.item() * len(batch)
-            seen += len(batch)
+            total_loss += batch_loss * len(idx)
+            seen += len(idx)
             if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
                 continue  # accumulate gradients over grad_accum batches
             if cfg.grad_clip:
@@ -304,11 +325,13 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             if state.step % cfg.log_every == 0:
-                state.steps.append({"step": state.step, "epoch": epoch, "train_loss": round(loss.item(), 5),
+                state.steps.append({"step": state.step, "epoch": epoch, "train_loss": round(batch_loss, 5),
                                     "lr": scheduler.get_last_lr()[0]})
         epoch_seconds = time.perf_counter() - t0
 
-        logits = predict_logits(model, val_set, make, cfg.eval_batch_size, device)
+        shard = np.arange(len(val_set))[ddp.rank::ddp.world]
+        logits = predict_logits(model, val_set, make, cfg.eval_batch_size, device, num_labels, shard)
+        logits = ddp.all_sum(torch.from_numpy(logits)).numpy()
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits),
                                                      torch.from_numpy(val_set.labels)))
         val_acc = float((logits.argmax(1) == val_set.labels).mean())
@@ -319,25 +342,21 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
                               "lr": scheduler.get_last_lr()[0], "seconds": round(epoch_seconds, 2)})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.1fs, %.0f docs/s)", epoch,
                  total_loss / seen, val_loss, val_acc, epoch_seconds, seen / epoch_seconds)
-        if val_acc > state.best_acc or cfg.train_on_val:
+        improved = val_acc > state.best_acc or cfg.train_on_val
+        if improved:
             state.best_acc, state.best_epoch, state.bad_epochs = val_acc, epoch, 0
-            with atomic_path(ckpt_dir / "best", is_dir=True) as tmp:
-                save_file(model.state_dict(), tmp / WEIGHTS)
         else:
             state.bad_epochs += 1
             state.stopped_early = state.bad_epochs >= cfg.patience
-        save_checkpoint(ckpt_dir / f"epoch_{epoch}", model, optimizer, scheduler, state, print_)
+        if ddp.is_main:
+            if improved:
+                with atomic_path(ckpt_dir / "best", is_dir=True) as tmp:
+                    save_file(model.state_dict(), tmp / WEIGHTS)
+            save_checkpoint(ckpt_dir / f"epoch_{epoch}", model, optimizer, scheduler, state, print_)
+        ddp.barrier()
 
-    # ---- outputs: the best model, metrics, plot data
+    # ---- outputs (rank 0): the best model, metrics, plot data
     model.load_state_dict(load_file(ckpt_dir / "best" / WEIGHTS, device=str(device)))
-    with atomic_path(model_out, is_dir=True) as tmp:
-        if isinstance(model, FineTuneClassifier):
-            save_finetune(model, tmp, inputs.encoder)
-        else:
-            save_file(model.state_dict(), tmp / WEIGHTS)
-        write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
-                                  "train": asdict(cfg), "data": meta})
-        write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
     report = {
         "arch": cfg.arch,
         "best_epoch": state.best_epoch,
@@ -351,7 +370,18 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_on_val": cfg.train_on_val,
         "device": str(device),
+        "processes": ddp.world,
     }
+    if not ddp.is_main:
+        return report
+    with atomic_path(model_out, is_dir=True) as tmp:
+        if isinstance(model, FineTuneClassifier):
+            save_finetune(model, tmp, inputs.encoder)
+        else:
+            save_file(model.state_dict(), tmp / WEIGHTS)
+        write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
+                                  "train": asdict(cfg), "data": meta})
+        write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
     write_json(metrics, report)
     write_csv(plots / "loss.csv", state.history)
     write_csv(plots / "steps.csv", state.steps, ["step", "epoch", "train_loss", "lr"])
