@@ -46,6 +46,19 @@ def test_one_factor_at_a_time_variants(workdir: Path) -> None:
         "-S", "train.residual=true", "-S", "train.norm=layer", "-S", "split.max_test=null"]
 
 
+def test_a_factor_context_is_applied_and_shared_runs_are_not_repeated(workdir: Path) -> None:
+    (workdir / "ctx.yaml").write_text("""
+name: ctx
+factors:
+  train.depth: [1, 2]
+  train.residual: {values: [false, true], with: {train.depth: 2}}
+""")
+    runs = variants(load_study(Path("ctx.yaml")))
+    # residual=false at depth 2 is the depth-2 run already: only residual=true is added
+    assert [v.name for v in runs] == ["ctx-base-s42", "ctx-depth-2-s42", "ctx-residual-true-depth2-s42"]
+    assert runs[2].overrides == {"train.seed": 42, "train.depth": 2, "train.residual": True}
+
+
 def test_grid_covers_every_combination(workdir: Path) -> None:
     (workdir / "grid.yaml").write_text(STUDY.replace("name: tiny", "name: g") + "grid: true\n")
     runs = variants(load_study(Path("grid.yaml")))
@@ -88,8 +101,8 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
     final = {"name": "tiny-final", "rev": "f", "state": "success", "params": {},
              "metrics": {"eval": {"val_acc": 0.951, "test_acc": 0.931, "test_subsampled": False,
                                   "tfidf_logreg": {"test_acc": 0.9}}}}
-    monkeypatch.setattr(study_mod, "experiments", lambda: [*exps, final])
-    monkeypatch.setattr(report_mod, "experiments", lambda: [*exps, final])
+    monkeypatch.setattr(study_mod, "experiments", lambda all_commits=False: [*exps, final])
+    monkeypatch.setattr(report_mod, "experiments", lambda all_commits=False: [*exps, final])
     curve = [{"epoch": 1.0, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 0.5},
              {"epoch": 2.0, "train_loss": 0.5, "val_loss": 0.6, "val_acc": 0.7}]
     monkeypatch.setattr(report_mod, "_loss_curves", lambda rev: curve)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from bertclf.errors import ConfigError
+from bertclf.errors import BertclfError, ConfigError
 from bertclf.params import load_params
 
 FINAL = "final"
@@ -32,6 +32,8 @@ class Study:
     name: str
     base: dict[str, Any]
     factors: dict[str, list[Any]]
+    # per factor, params set for all of its values (e.g. residual needs depth >= 2 to act)
+    context: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [42])
     grid: bool = False
     train_on_val: bool = False
@@ -67,15 +69,23 @@ def load_study(path: Path) -> Study:
     if not raw.get("factors"):
         raise ConfigError(f"{path}: 'factors' must map params keys to lists of values")
     params = load_params()
-    for key in [*raw.get("base", {}), *raw["factors"]]:
-        _get(params, key)
-    for key, values in raw["factors"].items():
+    factors: dict[str, list[Any]] = {}
+    context: dict[str, dict[str, Any]] = {}
+    for key, spec in raw["factors"].items():
+        # `key: [values]`, or `key: {values: [...], with: {other.key: value}}`
+        values = spec.get("values") if isinstance(spec, dict) else spec
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: factor {key} needs a non-empty list of values")
+        factors[key] = list(values)
+        if isinstance(spec, dict) and spec.get("with"):
+            context[key] = dict(spec["with"])
+    for key in [*raw.get("base", {}), *factors, *(k for c in context.values() for k in c)]:
+        _get(params, key)
     return Study(
         name=str(raw.get("name") or path.stem),
         base=dict(raw.get("base") or {}),
-        factors={k: list(v) for k, v in raw["factors"].items()},
+        factors=factors,
+        context=context,
         seeds=[int(s) for s in raw.get("seeds") or [42]],
         grid=bool(raw.get("grid", False)),
         train_on_val=bool((raw.get("final") or {}).get("train_on_val", False)),
@@ -110,15 +120,30 @@ def variants(study: Study) -> list[Variant]:
                 combo_overrides = {**fixed, **dict(zip(keys, combo, strict=True))}
                 out.append(Variant(f"{study.name}-g{i}-s{seed}", combo_overrides, None, None, seed))
             continue
+        seen = {json.dumps(expected_config(study, None, None), sort_keys=True, default=str)}
         out.append(Variant(f"{study.name}-base-s{seed}", {**fixed, **base}, None, None, seed))
         for key, values in study.factors.items():
+            ctx = study.context.get(key, {})
+            suffix = "".join(f"-{k.split('.')[-1]}{_slug(v)}" for k, v in ctx.items())
             for value in values:
-                if value == base[key]:
-                    continue  # the base run stands for this value
+                config = expected_config(study, key, value)
+                fingerprint = json.dumps(config, sort_keys=True, default=str)
+                if fingerprint in seen:
+                    continue  # an earlier run (the base, or another factor's) has this configuration
+                seen.add(fingerprint)
                 short = key.split(".")[-1]
-                out.append(Variant(f"{study.name}-{short}-{_slug(value)}-s{seed}",
-                                   {**fixed, **base, key: value}, key, value, seed))
+                out.append(Variant(f"{study.name}-{short}-{_slug(value)}{suffix}-s{seed}",
+                                   {**fixed, **base, **ctx, key: value}, key, value, seed))
     return out
+
+
+def expected_config(study: Study, factor: str | None, value: Any) -> dict[str, Any]:
+    """The factor values of the run that shows `factor = value` (one at a time, with its context)."""
+    config = base_config(study)
+    if factor is not None:
+        config.update({k: v for k, v in study.context.get(factor, {}).items() if k in config})
+        config[factor] = value
+    return config
 
 
 def set_args(overrides: dict[str, Any]) -> list[str]:
@@ -129,10 +154,15 @@ def set_args(overrides: dict[str, Any]) -> list[str]:
     return args
 
 
+class StudyError(BertclfError):
+    """A DVC command of the study failed; the message carries its output."""
+
+
 def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        out = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise StudyError(f"`dvc {' '.join(args)}` failed:\n{out}")
     return proc
 
 
@@ -157,7 +187,7 @@ def run_study(study: Study, jobs: int | None = None,
               echo: Callable[[str], None] = print) -> list[str]:
     """Queue every variant, run the queue, wait, then retrain the best; return failed names."""
     runs = variants(study)
-    done = {e["name"] for e in experiments() if e["state"] == "success"}
+    done = {e["name"] for e in experiments(all_commits=True) if e["state"] == "success"}
     todo = [v for v in runs if v.name not in done]
     echo(f"{study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done")
     if todo:
@@ -174,7 +204,8 @@ def run_study(study: Study, jobs: int | None = None,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             wait_for(study, {v.name for v in rest}, echo)
     names = {v.name for v in runs}
-    failed = [e["name"] for e in experiments() if e["name"] in names and e["state"] == "failed"]
+    failed = [e["name"] for e in experiments(all_commits=True)
+              if e["name"] in names and e["state"] == "failed"]
     for name in failed:
         logs = _dvc("queue", "logs", name, check=False).stdout.strip().splitlines()
         echo(f"FAILED {name}; last lines of its log:\n  " + "\n  ".join(logs[-15:]))
@@ -192,7 +223,7 @@ def wait_for(study: Study, names: set[str], echo: Callable[[str], None], poll: f
     """Poll the experiments until none of `names` is queued or running; show progress."""
     t0 = time.time()
     while True:
-        states = {e["name"]: e["state"] for e in experiments() if e["name"] in names}
+        states = {e["name"]: e["state"] for e in experiments(all_commits=True) if e["name"] in names}
         finished = sum(s in ("success", "failed") for s in states.values())
         failed = sum(s == "failed" for s in states.values())
         running = [n for n, s in states.items() if s == "running"]
@@ -214,7 +245,7 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
     """The finished runs of the study with their factor values and metrics."""
     by_name = {v.name: v for v in variants(study)}
     rows = []
-    for exp in experiments():
+    for exp in experiments(all_commits=True):
         variant = by_name.get(exp["name"])
         if variant is None or exp["state"] != "success":
             continue
@@ -240,8 +271,12 @@ def select_best(study: Study) -> dict[str, Any]:
         groups.setdefault(key, []).append(row)
     if not groups:
         raise ConfigError(f"study {study.name}: no finished runs; run `bertclf study run` first")
-    def mean_val(item: tuple[str, list[dict[str, Any]]]) -> tuple[float, str]:
-        return sum(r["val_acc"] for r in item[1]) / len(item[1]), item[0]
+    base = base_config(study)
+
+    def mean_val(item: tuple[str, list[dict[str, Any]]]) -> tuple[float, int, str]:
+        # ties go to the configuration closest to the base (fewest changed factors)
+        changed = sum(item[1][0]["config"][k] != base[k] for k in base)
+        return sum(r["val_acc"] for r in item[1]) / len(item[1]), -changed, item[0]
 
     key, rows = max(groups.items(), key=mean_val)
     config = json.loads(key)

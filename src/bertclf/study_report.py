@@ -15,7 +15,7 @@ from typing import Any
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.plotting import write_csv
-from bertclf.study import FINAL, Study, base_config, experiments, select_best, study_runs
+from bertclf.study import FINAL, Study, base_config, expected_config, experiments, select_best, study_runs
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -38,8 +38,8 @@ def factor_table(study: Study, runs: list[dict[str, Any]], factor: str) -> list[
         if study.grid:
             chosen = [r for r in runs if r["config"][factor] == value]
         else:
-            chosen = [r for r in runs if r["config"][factor] == value
-                      and all(r["config"][k] == base[k] for k in study.factors if k != factor)]
+            expected = expected_config(study, factor, value)
+            chosen = [r for r in runs if r["config"] == expected]
         val, val_sd = _mean_std([r["val_acc"] for r in chosen])
         test, test_sd = _mean_std([r["test_acc"] for r in chosen])
         epochs, _ = _mean_std([r["epochs"] for r in chosen])
@@ -63,7 +63,14 @@ def analysis(study: Study, tables: dict[str, list[dict[str, Any]]]) -> list[str]
         worst = min(rows, key=lambda r: r["val_acc"])
         spread = (best["val_acc"] - worst["val_acc"]) * 100
         base = next((r for r in rows if r["is_base"]), None)
-        text = (f"**{factor}**: best on validation is `{best['value']}` ({best['val_acc'] * 100:.2f} %), "
+        context = study.context.get(factor)
+        where = f" (with {', '.join(f'{k}={v}' for k, v in context.items())})" if context else ""
+        if spread < 0.005:
+            lines.append(f"**{factor}**{where}: every value gives the same validation accuracy "
+                         f"({best['val_acc'] * 100:.2f} %).")
+            continue
+        text = (f"**{factor}**{where}: best on validation is `{best['value']}` "
+                f"({best['val_acc'] * 100:.2f} %), "
                 f"worst `{worst['value']}` ({worst['val_acc'] * 100:.2f} %), "
                 f"a spread of {spread:.2f} points")
         if base is not None and best is not base:
@@ -135,7 +142,7 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
     runs = study_runs(study)
     tables = {f: factor_table(study, runs, f) for f in study.factors}
     best = select_best(study)
-    final = next((e for e in experiments()
+    final = next((e for e in experiments(all_commits=True)
                   if e["name"] == f"{study.name}-{FINAL}" and e["state"] == "success"), None)
     out = reports / study.name
     out.mkdir(parents=True, exist_ok=True)
@@ -166,10 +173,13 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
           f"seeds {', '.join(map(str, study.seeds))}. Base (orange in the plot): "
           + ", ".join(f"`{k}={v}`" for k, v in base_config(study).items()) + ".", ""]
     for factor, rows in tables.items():
-        md += [f"## {factor}", "", "| value | runs | val acc (%) | test acc (%) | epochs | train s |",
+        context = study.context.get(factor)
+        note = [f"All with {', '.join(f'`{k}={v}`' for k, v in context.items())}.", ""] if context else []
+        md += [f"## {factor}", "", *note,
+               "| value | runs | val acc (%) | test acc (%) | epochs | train s |",
                "|---|---:|---:|---:|---:|---:|"]
         for r in rows:
-            mark = " (base)" if r["is_base"] else ""
+            mark = " (base)" if r["is_base"] and factor not in study.context else ""
             md.append(f"| `{r['value']}`{mark} | {r['n']} | "
                       f"{_fmt(r['val_acc'], r['val_std'], r['n'])} | "
                       f"{_fmt(r['test_acc'], r['test_std'], r['n'])} | {r['epochs']:.1f} | "
