@@ -122,7 +122,10 @@ def variants(study: Study) -> list[Variant]:
             continue
         seen = {json.dumps(expected_config(study, None, None), sort_keys=True, default=str)}
         out.append(Variant(f"{study.name}-base-s{seed}", {**fixed, **base}, None, None, seed))
-        for key, values in study.factors.items():
+        # factors without a context first: their runs keep their plain names when a factor
+        # with a context lands on the same configuration
+        for key in sorted(study.factors, key=lambda k: k in study.context):
+            values = study.factors[key]
             ctx = study.context.get(key, {})
             suffix = "".join(f"-{k.split('.')[-1]}{_slug(v)}" for k, v in ctx.items())
             for value in values:
