@@ -75,7 +75,7 @@ def analysis(study: Study, tables: dict[str, list[dict[str, Any]]]) -> list[str]
                 f"a spread of {spread:.2f} points")
         if base is not None and best is not base:
             gain = (best["val_acc"] - base["val_acc"]) * 100
-            text += f"; `{best['value']}` is {gain:+.2f} points over the base"
+            text += f"; `{best['value']}` is {gain:+.2f} points over `{base['value']}`"
         if noise is not None:
             text += (" — larger than the seed-to-seed std of " if spread > 2 * noise * 100 else
                      " — within twice the seed-to-seed std of ") + f"{noise * 100:.2f} points"
