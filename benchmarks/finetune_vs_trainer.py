@@ -3,8 +3,9 @@
 Same model (the encoder + a classification head), same documents (a seeded sample of a
 tokenized split), same batch size and max length, same number of optimizer steps, on this
 machine. The Trainer is configured at its best for this setting: dynamic padding
-(`DataCollatorWithPadding`) and `group_by_length=True`; it is measured in fp32 and, for
-fairness, with its own `bf16=True` as well.
+(`DataCollatorWithPadding`) and length grouping (`group_by_length=True`; in transformers 5
+`train_sampling_strategy="group_by_length"`); it is measured in fp32 and, for fairness, with its
+own `bf16=True` as well.
 
     python benchmarks/finetune_vs_trainer.py --tokens data/tokens/train.parquet --encoder models/encoder \
         --docs 512 --batch-size 16 --max-length 128 --out benchmarks/results/finetune_vs_trainer.json
@@ -87,10 +88,14 @@ def trainer(store: TokenStore, encoder: Path, batch_size: int, bf16: bool, seed:
     data = [{"input_ids": store.input_ids(i).tolist(), "labels": int(store.labels[i])}
             for i in range(len(store))]
     with tempfile.TemporaryDirectory() as tmp:
+        # group by length: `group_by_length=True` before transformers 5, a sampling strategy since
+        grouping = ({"train_sampling_strategy": "group_by_length"}
+                    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__
+                    else {"group_by_length": True})
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch_size, num_train_epochs=1,
-                                 learning_rate=5e-5, group_by_length=True, bf16=bf16, use_cpu=True,
-                                 report_to=[], save_strategy="no", logging_strategy="no", seed=seed,
-                                 dataloader_num_workers=0, disable_tqdm=True)
+                                 learning_rate=5e-5, bf16=bf16, use_cpu=True, report_to=[],
+                                 save_strategy="no", logging_strategy="no", seed=seed,
+                                 dataloader_num_workers=0, disable_tqdm=True, **grouping)
         run = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok))
         t0 = time.perf_counter()
         run.train()
