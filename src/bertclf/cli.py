@@ -72,6 +72,64 @@ def compare(
     typer.echo(out.read_text())
 
 
+MODEL_OPTION = typer.Option("--model", "-m", help="a trained model directory (or an exported one)")
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="texts to classify")] = None,
+    model: Annotated[Path, MODEL_OPTION] = Path("models/classifier"),
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="txt (one text per line), csv, tsv, "
+                                                "jsonl or parquet with a text column")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="csv or jsonl: text, label, "
+                                                 "probability per class")] = None,
+    text_column: Annotated[str, typer.Option(help="the text column of --input")] = "text",
+    interactive: Annotated[bool, typer.Option("--interactive", help="a prompt loop; Ctrl-D quits")] = False,
+    top_k: Annotated[int, typer.Option(help="classes shown per text")] = 3,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16")] = "fp32",
+    batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
+) -> None:
+    """Classify new text with a trained model: arguments, a file, or an interactive prompt."""
+    import sys
+
+    from bertclf.predict_io import (
+        check_output,
+        format_prediction,
+        output_rows,
+        predict_file,
+        write_predictions,
+    )
+    from bertclf.predict_io import interactive as loop
+    from bertclf.predictor import load
+
+    if sum([bool(texts), input is not None, interactive]) != 1:
+        typer.echo("error: give texts, --input FILE or --interactive (one of them)", err=True)
+        raise typer.Exit(2)
+    if output is not None:
+        _user_errors(lambda: check_output(output))
+    clf = _user_errors(lambda: load(model, device=device, precision=precision, batch_size=batch_size))
+    if interactive:
+        show = (lambda: typer.echo("> ", nl=False)) if sys.stdin.isatty() else None
+        loop(clf, sys.stdin, typer.echo, top_k, show)
+        return
+    if input is not None:
+        if output is None:
+            typer.echo("error: --input needs --output (csv or jsonl)", err=True)
+            raise typer.Exit(2)
+        n = _user_errors(lambda: predict_file(clf, input, output, text_column))
+        typer.echo(f"classified {n} texts from {input} into {output}", err=True)
+        return
+    probs = _user_errors(lambda: clf.predict_proba(texts or []))
+    if output is not None:
+        rows = output_rows(texts or [], probs, clf.labels)
+        n = _user_errors(lambda: write_predictions(output, rows, clf.labels))
+        typer.echo(f"wrote {n} predictions to {output}", err=True)
+        return
+    for text, row in zip(texts or [], probs, strict=True):
+        typer.echo(format_prediction(text, row, clf.labels, top_k))
+
+
 def _user_errors(fn: Callable[[], T]) -> T:
     """Run `fn`; a user error becomes one line on stderr and exit status 1, not a traceback."""
     try:

@@ -107,6 +107,21 @@ def encode_batch(model: torch.nn.Module, ids: list[np.ndarray], layers: str,
     return combine_layers(states, layers)
 
 
+def encode_documents(model: torch.nn.Module, flat_ids: np.ndarray, offsets: np.ndarray,
+                     cfg: FeaturizeConfig, pad_id: int, out: np.ndarray) -> int:
+    """Write the float16 vectors of every document (ids ``flat_ids[offsets[i]:offsets[i + 1]]``)
+    into rows ``offsets[i]:offsets[i + 1]`` of `out`; returns the padded tokens computed."""
+    lengths = np.diff(offsets)
+    padded = 0
+    for batch in length_batches(lengths, cfg.max_batch_tokens):
+        ids = [flat_ids[offsets[i]:offsets[i + 1]] for i in batch]
+        vectors = encode_batch(model, ids, cfg.layers, pad_id).to(torch.float16).numpy()
+        padded += vectors.shape[0] * vectors.shape[1]
+        for row, i in enumerate(batch):
+            out[offsets[i]:offsets[i + 1]] = vectors[row, : lengths[i]]
+    return padded
+
+
 def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: FeaturizeConfig,
                     pad_id: int) -> dict[str, Any]:
     """Write ``<split>.npy`` and ``<split>.index.parquet`` for one tokenized split."""
@@ -120,13 +135,7 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     t0 = time.perf_counter()
     store = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=np.float16,
                                       shape=(int(offsets[-1]), dim))
-    padded = 0
-    for batch in length_batches(lengths, cfg.max_batch_tokens):
-        ids = [flat_ids[offsets[i]:offsets[i + 1]] for i in batch]
-        vectors = encode_batch(model, ids, cfg.layers, pad_id).to(torch.float16).numpy()
-        padded += vectors.shape[0] * vectors.shape[1]
-        for row, i in enumerate(batch):
-            store[offsets[i]:offsets[i + 1]] = vectors[row, : lengths[i]]
+    padded = encode_documents(model, flat_ids, offsets, cfg, pad_id, store)
     store.flush()
     del store
     seconds = time.perf_counter() - t0
@@ -200,6 +209,22 @@ class FeatureStore:
         sl = index.column("sentence_lengths").combine_chunks()
         self.sent_offsets = sl.offsets.to_numpy().astype(np.int64)
         self.sent_values = sl.flatten().to_numpy().astype(np.int64)
+
+    @classmethod
+    def from_arrays(cls, vectors: np.ndarray, lengths: np.ndarray,
+                    sentence_lengths: list[np.ndarray]) -> FeatureStore:
+        """A store over vectors held in memory (new text at prediction time); labels are -1."""
+        store = cls.__new__(cls)
+        store.vectors = vectors
+        store.lengths = np.asarray(lengths, dtype=np.int64)
+        store.offsets = np.concatenate([[0], np.cumsum(store.lengths)[:-1]]).astype(np.int64)
+        store.labels = np.full(len(store.lengths), -1, dtype=np.int64)
+        store.ids = [str(i) for i in range(len(store.lengths))]
+        counts = np.fromiter((len(s) for s in sentence_lengths), dtype=np.int64, count=len(sentence_lengths))
+        store.sent_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        values = np.concatenate(sentence_lengths) if sentence_lengths else np.zeros(0)
+        store.sent_values = values.astype(np.int64)
+        return store
 
     def __len__(self) -> int:
         return len(self.labels)

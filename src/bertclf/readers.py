@@ -89,9 +89,9 @@ def _get(obj: dict, key: str, path: Path, number: int) -> Any:
 
 
 def read_jsonl(
-    path: str | Path, text_key: str, label_key: str, id_key: str | None = None
+    path: str | Path, text_key: str, label_key: str | None, id_key: str | None = None
 ) -> pd.DataFrame:
-    """JSON Lines, one object per line (plain, .gz, .xz or .bz2)."""
+    """JSON Lines, one object per line (plain, .gz, .xz or .bz2); `label_key=None` reads texts only."""
     path = Path(path)
     rows = []
     for number, line in iter_lines(path):
@@ -104,18 +104,19 @@ def read_jsonl(
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, number)
         text = _get(obj, text_key, path, number)
-        label = _get(obj, label_key, path, number)
+        label = _get(obj, label_key, path, number) if label_key else None
         if text is not None and not isinstance(text, str):
             raise DataError(f"{text_key!r} must be a string, got {type(text).__name__}", path, number)
-        if label is None or isinstance(label, (dict, list, float)):
+        if label_key and (label is None or isinstance(label, (dict, list, float))):
             raise DataError(f"{label_key!r} must be a string or an integer, got {label!r}", path, number)
         ident = str(_get(obj, id_key, path, number)) if id_key else f"{path.name}:{number}"
         rows.append((ident, text or "", label, f"{path.name}, line {number}"))
     return _frame(rows, path)
 
 
-def read_delimited(path: str | Path, text_column: str, label_column: str) -> pd.DataFrame:
-    """CSV or TSV with a header row naming the columns (quotes allowed, exact line numbers)."""
+def read_delimited(path: str | Path, text_column: str, label_column: str | None) -> pd.DataFrame:
+    """CSV or TSV with a header row naming the columns (quotes allowed, exact line numbers);
+    `label_column=None` reads texts only."""
     path = Path(path)
     delimiter = "\t" if base_suffix(path) == ".tsv" else ","
     with _open_binary(path) as raw:
@@ -131,14 +132,15 @@ def read_delimited(path: str | Path, text_column: str, label_column: str) -> pd.
         if not header:
             raise DataError("the file is empty (no header row)", path)
         for column in (text_column, label_column):
-            if column not in header:
+            if column is not None and column not in header:
                 raise DataError(
                     f"no column {column!r} in the header (columns: {', '.join(header)}); "
                     "set data.text_column / data.label_column",
                     path,
                     1,
                 )
-        ti, li = header.index(text_column), header.index(label_column)
+        ti = header.index(text_column)
+        li = header.index(label_column) if label_column else None
         rows = []
         start = reader.line_num + 1
         for record in reader:
@@ -153,21 +155,22 @@ def read_delimited(path: str | Path, text_column: str, label_column: str) -> pd.
                     path,
                     number,
                 )
-            label = record[li].strip()
-            if not label:
+            label = record[li].strip() if li is not None else None
+            if li is not None and not label:
                 raise DataError(f"empty label in column {label_column!r}", path, number)
             rows.append((f"{path.name}:{number}", record[ti], label, f"{path.name}, line {number}"))
     return _frame(rows, path)
 
 
-def read_parquet(path: str | Path, text_column: str, label_column: str) -> pd.DataFrame:
+def read_parquet(path: str | Path, text_column: str, label_column: str | None) -> pd.DataFrame:
+    """A parquet table; `label_column=None` reads texts only."""
     path = Path(path)
     try:
         df = pd.read_parquet(path)
     except Exception as exc:
         raise DataError(f"cannot read as parquet: {exc}", path) from None
     for column in (text_column, label_column):
-        if column not in df.columns:
+        if column is not None and column not in df.columns:
             raise DataError(
                 f"no column {column!r} (columns: {', '.join(map(str, df.columns))}); "
                 "set data.text_column / data.label_column",
@@ -175,8 +178,8 @@ def read_parquet(path: str | Path, text_column: str, label_column: str) -> pd.Da
             )
     if df.empty:
         raise DataError("the file holds no examples", path)
-    labels = df[label_column]
-    missing = labels.isna().to_numpy().nonzero()[0]
+    labels = df[label_column] if label_column else pd.Series([None] * len(df), dtype=object)
+    missing = labels.isna().to_numpy().nonzero()[0] if label_column else []
     if len(missing):
         raise DataError(f"row {missing[0]} has no label in column {label_column!r}", path)
     texts = df[text_column].fillna("").astype(str)
@@ -202,3 +205,26 @@ def read_table(path: str | Path, text_column: str | None, label_column: str | No
     if suffix == ".parquet":
         return read_parquet(path, text_column, label_column)
     return read_delimited(path, text_column, label_column)
+
+
+TEXT_SUFFIXES = (".txt", *TABLE_SUFFIXES)
+
+
+def read_texts(path: str | Path, text_column: str | None = None) -> pd.DataFrame:
+    """Texts to classify: `.txt` (one per line, blank lines skipped) or a table with a text column.
+
+    Returns ``id``, ``text`` and ``where`` columns (``label`` is None)."""
+    path = Path(path)
+    suffix = base_suffix(path)
+    if suffix == ".txt":
+        rows = [(f"{path.name}:{n}", line, None, f"{path.name}, line {n}")
+                for n, line in iter_lines(path) if line.strip()]
+        return _frame(rows, path)
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TEXT_SUFFIXES)}", path)
+    text_column = text_column or "text"
+    if suffix in (".jsonl", ".json"):
+        return read_jsonl(path, text_column, None)
+    if suffix == ".parquet":
+        return read_parquet(path, text_column, None)
+    return read_delimited(path, text_column, None)

@@ -26,6 +26,18 @@ class TokenStore:
         meta = tokens_dir / "meta.json"
         self.meta = json.loads(meta.read_text()) if meta.exists() else {}
 
+    @classmethod
+    def from_ids(cls, input_ids: list[np.ndarray], meta: dict | None = None) -> TokenStore:
+        """A store over token ids held in memory (new text at prediction time); labels are -1."""
+        store = cls.__new__(cls)
+        store.lengths = np.fromiter((len(x) for x in input_ids), dtype=np.int64, count=len(input_ids))
+        store.offsets = np.concatenate([[0], np.cumsum(store.lengths)]).astype(np.int64)
+        store.values = (np.concatenate(input_ids) if input_ids else np.zeros(0)).astype(np.int64)
+        store.labels = np.full(len(input_ids), -1, dtype=np.int64)
+        store.ids = [str(i) for i in range(len(input_ids))]
+        store.meta = meta or {}
+        return store
+
     def __len__(self) -> int:
         return len(self.labels)
 

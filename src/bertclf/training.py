@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.batching import epoch_batches, eval_batches
-from bertclf.classifier import CONFIG, FORMAT_VERSION, WEIGHTS
+from bertclf.classifier import CONFIG, FORMAT_VERSION, WEIGHTS, save_preprocessing
 from bertclf.distributed import init_distributed
 from bertclf.errors import BertclfError, ConfigError
 from bertclf.finetune import FineTuneClassifier, layerwise_param_groups, load_finetune, save_finetune
@@ -394,6 +394,7 @@ def train(cfg: TrainConfig, inputs: Inputs, model_out: Path, ckpt_dir: Path, met
             save_finetune(model, tmp, inputs.encoder)
         else:
             save_file(model.state_dict(), tmp / WEIGHTS)
+        save_preprocessing(tmp, cfg.arch, inputs.encoder)
         write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
                                   "train": asdict(cfg), "data": meta})
         write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})

@@ -1,0 +1,182 @@
+"""Classify new text with a saved model, applying exactly the preprocessing it was trained with.
+
+    import bertclf
+    clf = bertclf.load("models/classifier")
+    clf.predict(["great food, slow service"])  # [Prediction(label='4', probability=0.71, ...)]
+
+The model directory carries what prediction needs: the label names, the tokenizer, the tokenize
+settings (max length, truncation), and for the archs that read token vectors (han, bigru) the
+frozen encoder and its layer combination. An exported ONNX directory (`bertclf export`) loads the
+same way and runs on onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bertclf.classifier import ENCODER, load_classifier, read_config
+from bertclf.errors import BertclfError
+from bertclf.features import FeatureStore, FeaturizeConfig, encode_documents, load_encoder, output_dim
+from bertclf.model_inputs import batch_maker
+from bertclf.models import FEATURE_ARCHS, Batch
+from bertclf.token_data import TokenStore
+from bertclf.tokenization import DocumentTokenizer, TokenizeConfig, load_tokenizer
+from bertclf.training import predict_logits, resolve_device
+
+PRECISIONS = ("fp32", "bf16")
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    probabilities: dict[str, float]  # every class, in the model's label order
+
+
+class OnnxClassifier(nn.Module):
+    """An exported token-id model (finetune, cnn) on onnxruntime, behind `forward(batch)`."""
+
+    def __init__(self, path: Path, threads: int = 0):
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        assert batch.input_ids is not None and batch.attention_mask is not None
+        feed = {"input_ids": batch.input_ids.numpy(), "attention_mask": batch.attention_mask.numpy()}
+        (logits,) = self.session.run(["logits"], {k: v for k, v in feed.items() if k in self.inputs})
+        return torch.from_numpy(logits)
+
+
+class TextClassifier:
+    """A trained model plus its preprocessing: raw strings in, labels and probabilities out."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32",
+                 batch_size: int = 64, threads: int = 0):
+        self.model_dir = Path(model_dir)
+        self.config = read_config(self.model_dir)
+        self.arch: str = self.config["model"]["arch"]
+        data = self.config.get("data", {})
+        self.labels = [str(x) for x in data.get("labels", [])]
+        if not self.labels:
+            raise BertclfError(f"{self.model_dir}: bertclf.json names no labels; the file is damaged")
+        if precision not in PRECISIONS:
+            raise BertclfError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.batch_size = batch_size
+        self.runtime = self.config.get("runtime", {}).get("format", "torch")
+        self.tokenize_cfg = TokenizeConfig(**data.get("tokenize", {}))
+        self.tokenizer = DocumentTokenizer(self._tokenizer(), self.tokenize_cfg)
+        self.model: nn.Module
+        if self.runtime == "onnx":
+            self.model = OnnxClassifier(self._need(ONNX_FILE), threads)
+        else:
+            self.model, _ = load_classifier(self.model_dir)
+            self.model.to(self.device)
+        self.encoder: nn.Module | None = None
+        if self.arch in FEATURE_ARCHS:
+            self.encoder = load_encoder(self._need(ENCODER), str(self.device))
+            self.featurize_cfg = FeaturizeConfig(layers=data.get("layers", "last"))
+            self.pad_id = self.encoder.config.pad_token_id or 0
+        model_cfg = self.config["model"]
+        self._make = batch_maker(self.arch, model_cfg.get("pad_id", 0),
+                                 max(model_cfg.get("filter_widths", [1])))
+
+    def _need(self, name: str) -> Path:
+        path = self.model_dir / name
+        if not path.exists():
+            raise BertclfError(f"{self.model_dir}: {name} is missing; the model was saved by an older "
+                               "bertclf or copied incompletely — retrain it (`dvc repro train`) or copy "
+                               "the whole directory")
+        return path
+
+    def _tokenizer(self) -> Any:
+        here = self.model_dir if (self.model_dir / "tokenizer.json").is_file() else None
+        if here is None and (self.model_dir / ENCODER / "tokenizer.json").is_file():
+            here = self.model_dir / ENCODER
+        if here is None:
+            self._need("tokenizer.json")
+        return load_tokenizer(here)
+
+    # ---- the three steps: text -> token ids -> model input store -> logits
+
+    def encode(self, texts: Sequence[str]) -> dict[str, list]:
+        """Token ids and sentence spans, exactly as the `tokenize` stage makes them."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise BertclfError(f"text {i} is a {type(text).__name__}, not a string")
+        return self.tokenizer.encode(list(texts))
+
+    def store(self, encoded: dict[str, list]) -> FeatureStore | TokenStore:
+        """The model's input for encoded texts: token ids, or the encoder's token vectors."""
+        if self.encoder is None:
+            return TokenStore.from_ids(encoded["input_ids"])
+        ids = encoded["input_ids"]
+        lengths = np.asarray(encoded["length"], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        dim = output_dim(self.encoder.config.hidden_size, self.featurize_cfg.layers)
+        vectors = np.zeros((int(offsets[-1]), dim), dtype=np.float16)
+        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
+        with self._autocast():
+            encode_documents(self.encoder, flat, offsets, self.featurize_cfg, self.pad_id, vectors)
+        return FeatureStore.from_arrays(vectors, lengths, encoded["sentence_lengths"])
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw scores ``[len(texts), num_labels]``."""
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.logits_of(self.store(self.encode(texts)))
+
+    def logits_of(self, store: FeatureStore | TokenStore) -> np.ndarray:
+        with self._autocast():
+            return predict_logits(self.model, store, self._make, self.batch_size, self.device)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities ``[len(texts), num_labels]`` (softmax of the logits)."""
+        return torch.softmax(torch.from_numpy(self.logits(texts)), dim=1).numpy()
+
+    def predict(self, texts: str | Sequence[str]) -> list[Prediction]:
+        """The label and class probabilities of each text (a single string is one text)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        probs = self.predict_proba(texts)
+        out = []
+        for row in probs:
+            best = int(row.argmax())
+            out.append(Prediction(self.labels[best], float(row[best]),
+                                  {name: float(p) for name, p in zip(self.labels, row, strict=True)}))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What a user (and `bench`) wants to know about the loaded model."""
+        return {"model": str(self.model_dir), "arch": self.arch, "runtime": self.runtime,
+                "quantize": self.config.get("runtime", {}).get("quantize"), "labels": len(self.labels),
+                "device": str(self.device), "precision": self.precision, "threads": torch.get_num_threads(),
+                "max_length": self.tokenize_cfg.max_length, "truncation": self.tokenize_cfg.truncation}
+
+
+def load(model_dir: str | Path, **kwargs: Any) -> TextClassifier:
+    """A saved model (`models/classifier`, or an exported ONNX directory) ready to `predict`."""
+    return TextClassifier(model_dir, **kwargs)
+
+

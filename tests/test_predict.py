@@ -1,0 +1,173 @@
+"""Using a trained model: `bertclf.load(...).predict`, `bertclf predict` (texts, files, interactive),
+and bad input. Every arch is trained on the tiny BERT; prediction from raw text must equal what
+`evaluate` computed from the pipeline's precomputed inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import bertclf
+from bertclf.classifier import CONFIG
+from bertclf.cli import app
+from bertclf.errors import BertclfError
+from bertclf.evaluation import evaluate, load_predictions
+from bertclf.features import FeaturizeConfig, featurize
+from bertclf.model_inputs import Inputs
+from bertclf.predict_io import interactive
+from bertclf.tokenization import TokenizeConfig, tokenize_splits
+from bertclf.training import TrainConfig, train
+from tests.test_token_archs import review
+
+ARCHS = {
+    "han": {"lr": 1e-2, "hidden": 8, "attention_dim": 8},
+    "bigru": {"lr": 1e-2, "hidden": 8, "attention_dim": 8},
+    "finetune": {"lr": 2e-3, "layer_lr_decay": 0.9},
+    "cnn": {"lr": 5e-3, "embedding_dim": 16, "num_filters": 8},
+    "rnn": {"lr": 1e-2, "embedding_dim": 16, "hidden": 8, "attention_dim": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Inputs:
+    """Tiny sentiment splits, tokenized (head+tail, 24 tokens) and featurized (mean of last 4 layers)."""
+    root = tmp_path_factory.mktemp("predict")
+    rng = random.Random(1)
+    split = root / "split"
+    split.mkdir()
+    for name, n in (("train", 120), ("val", 30), ("test", 40)):
+        labels = [i % 2 for i in range(n)]
+        texts = [review(rng, y) + (" " + review(rng, y) if i % 3 == 0 else "") for i, y in enumerate(labels)]
+        pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": texts, "label": labels}).to_parquet(
+            split / f"{name}.parquet", index=False)
+    (split / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"], "test_subsampled": False}))
+    tokenize_splits(split, tiny_bert_dir, root / "tokens", root / "tokenize.json",
+                    TokenizeConfig(max_length=24, truncation="head_tail", head_tokens=8,
+                                   max_sentence_tokens=6))
+    featurize(root / "tokens", tiny_bert_dir, root / "features", root / "featurize.json",
+              FeaturizeConfig(layers="mean_last_4"))
+    return Inputs(root / "features", root / "tokens", tiny_bert_dir)
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def trained(request: pytest.FixtureRequest, data: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model of each arch, trained and evaluated as the pipeline does; returns its run directory."""
+    arch = request.param
+    out = tmp_path_factory.mktemp(arch)
+    cfg = TrainConfig(arch=arch, batch_size=16, epochs=3, patience=10, dropout=0.1, **ARCHS[arch])
+    train(cfg, data, out / "model", out / "ckpt", out / "train.json", out / "plots")
+    evaluate(out / "model", data, data.tokens.parent / "split", out / "eval.json", out / "plots")
+    return out
+
+
+def test_predictions_from_raw_text_equal_evaluate(trained: Path, data: Inputs) -> None:
+    test = pd.read_parquet(data.tokens.parent / "split" / "test.parquet")
+    clf = bertclf.load(trained / "model")
+    predicted = [p.label for p in clf.predict(test["text"].tolist())]
+    expected = load_predictions(trained / "plots" / "confusion_test.csv")
+    assert predicted == expected["predicted"].tolist()
+    acc = json.loads((trained / "eval.json").read_text())["test_acc"]
+    assert sum(p == a for p, a in zip(predicted, expected["actual"], strict=True)) / len(test) == acc
+
+
+def test_prediction_carries_probabilities_and_handles_odd_texts(trained: Path) -> None:
+    clf = bertclf.load(trained / "model")
+    long_text = " ".join(["great"] * 5000)  # far over max_length: truncated, never an error
+    preds = clf.predict(["", long_text, "bad awful boring film."])
+    assert len(preds) == 3
+    for p in preds:
+        assert set(p.probabilities) == {"neg", "pos"}
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.probability == max(p.probabilities.values())
+    assert clf.predict("one string is one text")[0].label in {"neg", "pos"}
+    with pytest.raises(BertclfError, match="text 1 is a int"):
+        clf.predict(["fine", 3])  # type: ignore[list-item]
+
+
+@pytest.fixture(scope="module")
+def finetuned(data: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("finetuned")
+    cfg = TrainConfig(arch="finetune", batch_size=16, epochs=2, lr=2e-3)
+    train(cfg, data, out / "model", out / "ckpt", out / "train.json", out / "plots")
+    return out / "model"
+
+
+def test_cli_predict_texts_files_and_interactive(finetuned: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "--model", str(finetuned), "great wonderful film.", "awful."])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("\t")]
+    assert len(lines) == 2 and lines[0].split("\t")[0] in {"neg", "pos"}
+
+    (tmp_path / "in.txt").write_text("great film.\n\nawful plot.\n", encoding="utf-8")
+    (tmp_path / "in.csv").write_text('id,body\n1,"great, great film."\n2,awful plot.\n', encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text('{"text": "great film."}\n{"text": "awful plot."}\n', encoding="utf-8")
+    for src, extra in (("in.txt", []), ("in.csv", ["--text-column", "body"]), ("in.jsonl", [])):
+        for out in ("out.csv", "out.jsonl"):
+            result = runner.invoke(app, ["predict", "-m", str(finetuned), "--input", str(tmp_path / src),
+                                         "--output", str(tmp_path / out), *extra])
+            assert result.exit_code == 0, result.output
+            rows = (pd.read_csv(tmp_path / out) if out.endswith(".csv")
+                    else pd.read_json(tmp_path / out, lines=True))
+            assert len(rows) == 2, (src, out)
+            assert list(rows.columns) == ["text", "label", "probability", "p_neg", "p_pos"]
+            assert (rows["p_neg"] + rows["p_pos"]).round(4).eq(1.0).all()
+
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "--interactive"],
+                           input="great wonderful film.\n\nawful boring plot.\n")
+    assert result.exit_code == 0, result.output
+    answers = result.stdout.splitlines()[1:]
+    assert len(answers) == 2 and all(a.split()[0] in {"neg", "pos"} for a in answers), result.stdout
+
+
+def test_interactive_loop_answers_each_line_until_end_of_input(finetuned: Path) -> None:
+    clf = bertclf.load(finetuned)
+    shown: list[str] = []
+    n = interactive(clf, io.StringIO("good.\n   \nbad.\nnice"), shown.append, top_k=2)
+    assert n == 3 and len(shown) == 4
+    assert all(len(line.split()) == 4 for line in shown[1:])  # two labels with their probabilities
+
+
+def test_bad_inputs_give_one_clear_line(finetuned: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("ok\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "-i", str(bad),
+                                 "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 1
+    assert "latin1.txt" in result.stderr and "line 2" in result.stderr and "UTF-8" in result.stderr
+    assert not (tmp_path / "o.csv").exists()  # no half-written output
+
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "x", "-o", str(tmp_path / "o.xlsx")])
+    assert result.exit_code == 1 and "o.xlsx" in result.stderr
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    result = runner.invoke(app, ["predict", "-m", str(broken), "x"])
+    assert result.exit_code == 1 and f"{CONFIG} is missing" in result.stderr
+
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    for f in finetuned.iterdir():
+        (newer / f.name).write_bytes(f.read_bytes())
+    config = json.loads((newer / CONFIG).read_text())
+    (newer / CONFIG).write_text(json.dumps({**config, "format_version": 99}))
+    result = runner.invoke(app, ["predict", "-m", str(newer), "x"])
+    assert result.exit_code == 1 and "newer bertclf" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_feature_models_without_their_encoder_say_what_is_missing(data: Inputs, tmp_path: Path) -> None:
+    cfg = TrainConfig(arch="bigru", batch_size=16, epochs=1, hidden=4, attention_dim=4)
+    train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")
+    for f in (tmp_path / "model" / "encoder").iterdir():
+        f.unlink()
+    (tmp_path / "model" / "encoder").rmdir()
+    with pytest.raises(BertclfError, match="encoder is missing"):
+        bertclf.load(tmp_path / "model")
