@@ -171,3 +171,47 @@ def test_feature_models_without_their_encoder_say_what_is_missing(data: Inputs, 
     (tmp_path / "model" / "encoder").rmdir()
     with pytest.raises(BertclfError, match="encoder is missing"):
         bertclf.load(tmp_path / "model")
+
+
+def test_export_onnx_and_int8_keep_predictions(finetuned: Path, data: Inputs, tmp_path: Path) -> None:
+    runner = CliRunner()
+    test_file = data.tokens.parent / "split" / "test.parquet"
+    reference = bertclf.load(finetuned)
+    texts = pd.read_parquet(test_file)["text"].tolist()
+    for quantize, tolerance in ((None, 1e-4), ("int8", 0.1)):
+        out = tmp_path / f"onnx-{quantize}"
+        args = ["export", "-m", str(finetuned), "-o", str(out), "--data", str(test_file)]
+        result = runner.invoke(app, args + (["--quantize", quantize] if quantize else []))
+        assert result.exit_code == 0, result.output
+        assert "max |logit difference|" in result.stdout
+        parity = json.loads((out / "parity.json").read_text())
+        assert parity["texts"] == len(texts) and parity["max_abs_logit_diff"] < tolerance
+        assert "exported_acc" in parity
+        exported = bertclf.load(out)
+        assert exported.runtime == "onnx" and exported.labels == reference.labels
+        assert abs(exported.logits(texts) - reference.logits(texts)).max() < tolerance
+        result = runner.invoke(app, ["predict", "-m", str(out), "great film."])
+        assert result.exit_code == 0 and result.stdout.split("\t")[0] in {"neg", "pos"}
+
+
+def test_export_refuses_recurrent_archs_clearly(data: Inputs, tmp_path: Path) -> None:
+    cfg = TrainConfig(arch="rnn", batch_size=16, epochs=1, embedding_dim=8, hidden=4, attention_dim=4)
+    train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")
+    result = CliRunner().invoke(app, ["export", "-m", str(tmp_path / "model")])
+    assert result.exit_code == 1 and "export supports finetune, cnn" in result.stderr
+    assert not (tmp_path / "model-onnx").exists()
+
+
+def test_bench_reports_throughput_and_latency_per_batch_size(finetuned: Path, data: Inputs,
+                                                            tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "-m", str(finetuned), "--data",
+                                      str(data.tokens.parent / "split" / "test.parquet"),
+                                      "--batch-sizes", "1,4", "--limit", "12", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert [r["batch_size"] for r in report["results"]] == [1, 4]
+    for r in report["results"]:
+        assert r["texts"] == 12 and r["samples_per_s"] > 0 and r["latency_ms_p95"] >= r["latency_ms_p50"] > 0
+    assert report["results"][0]["padding_fraction"] == 0  # one text per call: nothing to pad
+    assert report["threads"] >= 1
+    assert "| batch | samples/s |" in (tmp_path / "b.md").read_text() and "| 4 |" in result.stdout

@@ -130,6 +130,62 @@ def predict(
         typer.echo(format_prediction(text, row, clf.labels, top_k))
 
 
+@app.command()
+def bench(
+    model: Annotated[Path, MODEL_OPTION] = Path("models/classifier"),
+    data: Annotated[Path, typer.Option(help="a parquet of real texts (text column)")] = Path(
+        "data/split/test.parquet"),
+    batch_sizes: Annotated[str, typer.Option(help="comma-separated")] = "1,8,32,128",
+    limit: Annotated[int, typer.Option(help="texts used (the first N)")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16")] = "fp32",
+    threads: Annotated[int, typer.Option(help="torch threads; 0 = default")] = 0,
+    out: Annotated[Path, typer.Option(help="writes OUT.json and OUT.md")] = Path("reports/bench"),
+) -> None:
+    """Inference throughput (samples/s) and latency (p50/p95) per batch size, on real texts."""
+    from bertclf.bench import markdown, read_bench_texts, run_bench, write_bench
+    from bertclf.predictor import load
+
+    sizes = _user_errors(lambda: _int_list(batch_sizes, "--batch-sizes"))
+    texts = _user_errors(lambda: read_bench_texts(data, limit))
+    clf = _user_errors(lambda: load(model, device=device, precision=precision, threads=threads))
+    report = _user_errors(lambda: run_bench(clf, texts, sizes))
+    report["data"] = str(data)
+    json_path, md_path = write_bench(report, out)
+    typer.echo(markdown(report))
+    typer.echo(f"wrote {json_path} and {md_path}", err=True)
+
+
+@app.command()
+def export(
+    model: Annotated[Path, MODEL_OPTION] = Path("models/classifier"),
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(help="int8: dynamic quantization of the weights")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: MODEL-onnx[-int8]")] = None,
+    data: Annotated[Path, typer.Option(help="split parquet for the parity check")] = Path(
+        "data/split/test.parquet"),
+    limit: Annotated[int | None, typer.Option(help="check parity on the first N texts only")] = None,
+) -> None:
+    """Export to ONNX (dynamic batch and length), optionally int8; check parity with PyTorch."""
+    from bertclf.export import check_parity, describe, export_onnx
+
+    if format != "onnx":
+        typer.echo(f"error: --format {format!r} is not supported; use onnx", err=True)
+        raise typer.Exit(2)
+    target = output or model.with_name(model.name + "-onnx" + (f"-{quantize}" if quantize else ""))
+    _user_errors(lambda: export_onnx(model, target, quantize))
+    typer.echo(f"exported {model} to {target}")
+    report = _user_errors(lambda: check_parity(model, target, data, limit))
+    typer.echo(describe(report))
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BertclfError(f"{option} takes comma-separated integers, not {text!r}") from None
+
+
 def _user_errors(fn: Callable[[], T]) -> T:
     """Run `fn`; a user error becomes one line on stderr and exit status 1, not a traceback."""
     try:

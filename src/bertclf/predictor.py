@@ -41,12 +41,20 @@ class Prediction:
     probabilities: dict[str, float]  # every class, in the model's label order
 
 
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BertclfError("exported models need onnxruntime: pip install 'bertclf[export]'") from None
+    return onnxruntime
+
+
 class OnnxClassifier(nn.Module):
     """An exported token-id model (finetune, cnn) on onnxruntime, behind `forward(batch)`."""
 
     def __init__(self, path: Path, threads: int = 0):
         super().__init__()
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         options = ort.SessionOptions()
         if threads:

@@ -1,0 +1,151 @@
+"""`bertclf export --format onnx [--quantize int8]`: the trained model as an ONNX graph with dynamic
+batch and length, optionally with dynamic int8 quantization of its weights (onnxruntime), and a
+parity check against PyTorch on real texts.
+
+The exported directory holds ``model.onnx`` beside the original ``bertclf.json`` (with a
+``runtime`` section), ``labels.json`` and the tokenizer, so `bertclf.load`, `predict` and `bench`
+take it like any model directory. Token-id models (finetune, cnn) export whole; the recurrent
+archs (han, bigru, rnn) run packed sequences, which ONNX does not express, and are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from bertclf.atomic import atomic_path, write_json
+from bertclf.classifier import CONFIG, load_classifier, read_config
+from bertclf.errors import BertclfError
+from bertclf.finetune import TOKENIZER_FILES
+from bertclf.models import Batch
+from bertclf.predictor import ONNX_FILE, TextClassifier, import_onnxruntime
+
+EXPORTABLE = ("finetune", "cnn")
+QUANTIZE = ("int8",)
+OPSET = 17
+
+
+class _TokenGraph(nn.Module):
+    """`forward(input_ids, attention_mask) -> logits`: the signature the ONNX graph gets."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        batch = Batch(labels=input_ids[:, 0], input_ids=input_ids, attention_mask=attention_mask,
+                      lengths=attention_mask.sum(1))
+        return self.model(batch)
+
+
+def export_graph(model: nn.Module, path: Path, min_length: int) -> None:
+    """Trace `model` to ONNX with dynamic batch and sequence axes (opset 17)."""
+    graph = _TokenGraph(model).eval()
+    length = max(8, min_length)
+    example = (torch.ones(2, length, dtype=torch.long), torch.ones(2, length, dtype=torch.long))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on Python control flow fixed at export size
+        torch.onnx.export(graph, example, str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch", 1: "length"},
+                                        "attention_mask": {0: "batch", 1: "length"},
+                                        "logits": {0: "batch"}})
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization of the weights of MatMul/Gemm (activations quantized at run time)."""
+    import_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" warning
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
+
+
+def export_onnx(model_dir: Path, out: Path, quantize: str | None = None) -> Path:
+    """Write the exported model directory `out` (atomically)."""
+    config = read_config(model_dir)
+    arch = config["model"]["arch"]
+    if arch not in EXPORTABLE:
+        raise BertclfError(f"{model_dir}: export supports {', '.join(EXPORTABLE)}; {arch} runs packed "
+                           "recurrent sequences, which ONNX cannot express")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise BertclfError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    model, _ = load_classifier(model_dir)
+    with atomic_path(out, is_dir=True) as tmp, tempfile.TemporaryDirectory() as scratch:
+        fp32 = Path(scratch) / ONNX_FILE if quantize else tmp / ONNX_FILE
+        export_graph(model, fp32, max(config["model"].get("filter_widths", [1])))
+        if quantize:
+            quantize_int8(fp32, tmp / ONNX_FILE)
+        for name in (*TOKENIZER_FILES, "labels.json"):
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, tmp / name)
+        write_json(tmp / CONFIG, {**config, "runtime": {"format": "onnx", "quantize": quantize,
+                                                        "opset": OPSET, "exported_from": str(model_dir)}})
+    return out
+
+
+def parity(reference: TextClassifier, exported: TextClassifier, texts: list[str],
+           labels: np.ndarray | None) -> dict[str, Any]:
+    """Max abs logit difference, prediction agreement and accuracy of both on the same texts."""
+    t0 = time.perf_counter()
+    ref = reference.logits(texts)
+    t1 = time.perf_counter()
+    got = exported.logits(texts)
+    t2 = time.perf_counter()
+    report: dict[str, Any] = {
+        "texts": len(texts),
+        "max_abs_logit_diff": float(np.abs(ref - got).max()) if len(texts) else 0.0,
+        "agreement": round(float((ref.argmax(1) == got.argmax(1)).mean()), 5),
+        "pytorch_docs_per_s": round(len(texts) / (t1 - t0), 1),
+        "exported_docs_per_s": round(len(texts) / (t2 - t1), 1),
+    }
+    if labels is not None:
+        truth = labels.astype(np.int64)  # a split parquet holds label indices
+        report["pytorch_acc"] = round(float((ref.argmax(1) == truth).mean()), 5)
+        report["exported_acc"] = round(float((got.argmax(1) == truth).mean()), 5)
+        report["acc_drop_points"] = round(100 * (report["pytorch_acc"] - report["exported_acc"]), 2)
+    return report
+
+
+def check_parity(model_dir: Path, out: Path, texts_file: Path | None, limit: int | None = None) -> dict:
+    """Run the parity check on the texts (and labels) of a split parquet; saves ``parity.json``."""
+    if texts_file is None or not texts_file.is_file():
+        raise BertclfError(f"{texts_file}: no texts to check parity on (a split parquet with a text column)")
+    df = pd.read_parquet(texts_file)
+    if "text" not in df.columns:
+        raise BertclfError(f"{texts_file}: no 'text' column")
+    if limit:
+        df = df.iloc[:limit]
+    labels = df["label"].to_numpy() if "label" in df.columns else None
+    report = {"checked_on": str(texts_file),
+              **parity(TextClassifier(model_dir), TextClassifier(out), df["text"].tolist(), labels)}
+    write_json(out / "parity.json", report)
+    return report
+
+
+def describe(report: dict[str, Any]) -> str:
+    lines = [f"parity on {report['texts']} texts of {report['checked_on']}:",
+             f"  max |logit difference| {report['max_abs_logit_diff']:.2e}, same prediction on "
+             f"{report['agreement'] * 100:.2f} %"]
+    if "pytorch_acc" in report:
+        lines.append(f"  accuracy: PyTorch {report['pytorch_acc'] * 100:.2f} %, exported "
+                     f"{report['exported_acc'] * 100:.2f} % ({report['acc_drop_points']:+.2f} points lost)")
+    lines.append(f"  speed: PyTorch {report['pytorch_docs_per_s']} docs/s, exported "
+                 f"{report['exported_docs_per_s']} docs/s")
+    return "\n".join(lines)
