@@ -194,6 +194,19 @@ def test_export_onnx_and_int8_keep_predictions(finetuned: Path, data: Inputs, tm
         assert result.exit_code == 0 and result.stdout.split("\t")[0] in {"neg", "pos"}
 
 
+def test_export_of_han_runs_its_encoder_on_onnxruntime(data: Inputs, tmp_path: Path) -> None:
+    cfg = TrainConfig(arch="han", batch_size=16, epochs=1, hidden=4, attention_dim=4)
+    train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")
+    test_file = data.tokens.parent / "split" / "test.parquet"
+    result = CliRunner().invoke(app, ["export", "-m", str(tmp_path / "model"), "--data", str(test_file)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "model-onnx"
+    assert (out / "encoder.onnx").is_file() and not (out / "encoder").exists()
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["max_abs_logit_diff"] < 1e-2 and parity["agreement"] == 1.0  # float16 vectors both ways
+    assert bertclf.load(out).predict("great film.")[0].label in {"neg", "pos"}
+
+
 def test_export_refuses_recurrent_archs_clearly(data: Inputs, tmp_path: Path) -> None:
     cfg = TrainConfig(arch="rnn", batch_size=16, epochs=1, embedding_dim=8, hidden=4, attention_dim=4)
     train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")

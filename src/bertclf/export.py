@@ -4,8 +4,10 @@ parity check against PyTorch on real texts.
 
 The exported directory holds ``model.onnx`` beside the original ``bertclf.json`` (with a
 ``runtime`` section), ``labels.json`` and the tokenizer, so `bertclf.load`, `predict` and `bench`
-take it like any model directory. Token-id models (finetune, cnn) export whole; the recurrent
-archs (han, bigru, rnn) run packed sequences, which ONNX does not express, and are refused.
+take it like any model directory. Token-id models (finetune, cnn) export whole. For han and
+bigru the frozen encoder — nearly all of their compute — becomes ``encoder.onnx`` and the small
+recurrent head stays in PyTorch, since packed sequences have no ONNX form; `rnn` (packed
+sequences over learned embeddings, no encoder) is refused.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import torch
 from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
-from bertclf.classifier import CONFIG, load_classifier, read_config
+from bertclf.classifier import CONFIG, ENCODER, WEIGHTS, load_classifier, read_config
 from bertclf.errors import BertclfError
+from bertclf.features import encoder_vectors, load_encoder
 from bertclf.finetune import TOKENIZER_FILES
-from bertclf.models import Batch
-from bertclf.predictor import ONNX_FILE, TextClassifier, import_onnxruntime
+from bertclf.models import FEATURE_ARCHS, Batch
+from bertclf.predictor import ENCODER_ONNX_FILE, ONNX_FILE, TextClassifier, import_onnxruntime
 
-EXPORTABLE = ("finetune", "cnn")
+EXPORTABLE = ("finetune", "cnn", "han", "bigru")
 QUANTIZE = ("int8",)
 OPSET = 17
 
@@ -48,18 +51,29 @@ class _TokenGraph(nn.Module):
         return self.model(batch)
 
 
-def export_graph(model: nn.Module, path: Path, min_length: int) -> None:
-    """Trace `model` to ONNX with dynamic batch and sequence axes (opset 17)."""
-    graph = _TokenGraph(model).eval()
+class _EncoderGraph(nn.Module):
+    """`forward(input_ids, attention_mask) -> vectors`: the frozen encoder of han / bigru."""
+
+    def __init__(self, encoder: nn.Module, layers: str):
+        super().__init__()
+        self.encoder = encoder
+        self.layers = layers
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return encoder_vectors(self.encoder, input_ids, attention_mask, self.layers)
+
+
+def export_graph(graph: nn.Module, path: Path, output: str, min_length: int = 1) -> None:
+    """Trace `graph` (token ids and mask in) to ONNX with dynamic batch and length axes."""
     length = max(8, min_length)
     example = (torch.ones(2, length, dtype=torch.long), torch.ones(2, length, dtype=torch.long))
+    out_axes = {0: "batch"} if output == "logits" else {0: "batch", 1: "length"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on Python control flow fixed at export size
-        torch.onnx.export(graph, example, str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], opset_version=OPSET, dynamo=False,
+        torch.onnx.export(graph.eval(), example, str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=[output], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "length"},
-                                        "attention_mask": {0: "batch", 1: "length"},
-                                        "logits": {0: "batch"}})
+                                        "attention_mask": {0: "batch", 1: "length"}, output: out_axes})
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -83,15 +97,23 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None) -> Path
     arch = config["model"]["arch"]
     if arch not in EXPORTABLE:
         raise BertclfError(f"{model_dir}: export supports {', '.join(EXPORTABLE)}; {arch} runs packed "
-                           "recurrent sequences, which ONNX cannot express")
+                           "recurrent sequences over learned embeddings, which ONNX cannot express")
     if quantize is not None and quantize not in QUANTIZE:
         raise BertclfError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
     model, _ = load_classifier(model_dir)
     with atomic_path(out, is_dir=True) as tmp, tempfile.TemporaryDirectory() as scratch:
-        fp32 = Path(scratch) / ONNX_FILE if quantize else tmp / ONNX_FILE
-        export_graph(model, fp32, max(config["model"].get("filter_widths", [1])))
+        if arch in FEATURE_ARCHS:  # the encoder goes to ONNX; the small recurrent head stays in PyTorch
+            graph_file = ENCODER_ONNX_FILE
+            graph: nn.Module = _EncoderGraph(load_encoder(model_dir / ENCODER),
+                                             config.get("data", {}).get("layers", "last"))
+            output = "vectors"
+            shutil.copyfile(model_dir / WEIGHTS, tmp / WEIGHTS)
+        else:
+            graph_file, graph, output = ONNX_FILE, _TokenGraph(model), "logits"
+        fp32 = Path(scratch) / graph_file if quantize else tmp / graph_file
+        export_graph(graph, fp32, output, max(config["model"].get("filter_widths", [1])))
         if quantize:
-            quantize_int8(fp32, tmp / ONNX_FILE)
+            quantize_int8(fp32, tmp / graph_file)
         for name in (*TOKENIZER_FILES, "labels.json"):
             if (model_dir / name).is_file():
                 shutil.copyfile(model_dir / name, tmp / name)

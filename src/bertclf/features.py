@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,27 +96,40 @@ def length_batches(lengths: np.ndarray, max_batch_tokens: int) -> list[np.ndarra
 def encode_batch(model: torch.nn.Module, ids: list[np.ndarray], layers: str,
                  pad_id: int) -> torch.Tensor:
     """Run the encoder on one batch; returns float32 ``[batch, max_len, dim]``."""
+    input_ids, mask = pad_ids(ids, pad_id)
+    return encoder_vectors(model, input_ids, mask, layers)
+
+
+def pad_ids(ids: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id arrays padded to the longest: ``input_ids`` and ``attention_mask`` (int64)."""
     width = max(len(x) for x in ids)
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, x in enumerate(ids):
         input_ids[row, : len(x)] = torch.from_numpy(x.astype(np.int64))
         mask[row, : len(x)] = 1
+    return input_ids, mask
+
+
+def encoder_vectors(model: torch.nn.Module, input_ids: torch.Tensor, mask: torch.Tensor,
+                    layers: str) -> torch.Tensor:
+    """The token vectors `layers` asks for, from one encoder pass."""
     want_all = layers != "last"
     out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=want_all)
     states = out.hidden_states if want_all else (out.last_hidden_state,)
     return combine_layers(states, layers)
 
 
-def encode_documents(model: torch.nn.Module, flat_ids: np.ndarray, offsets: np.ndarray,
-                     cfg: FeaturizeConfig, pad_id: int, out: np.ndarray) -> int:
+def encode_documents(encode: Callable[[list[np.ndarray]], torch.Tensor], flat_ids: np.ndarray,
+                     offsets: np.ndarray, max_batch_tokens: int, out: np.ndarray) -> int:
     """Write the float16 vectors of every document (ids ``flat_ids[offsets[i]:offsets[i + 1]]``)
-    into rows ``offsets[i]:offsets[i + 1]`` of `out`; returns the padded tokens computed."""
+    into rows ``offsets[i]:offsets[i + 1]`` of `out`, `encode` turning a batch of id arrays into
+    ``[batch, longest, dim]`` vectors; returns the padded tokens computed."""
     lengths = np.diff(offsets)
     padded = 0
-    for batch in length_batches(lengths, cfg.max_batch_tokens):
+    for batch in length_batches(lengths, max_batch_tokens):
         ids = [flat_ids[offsets[i]:offsets[i + 1]] for i in batch]
-        vectors = encode_batch(model, ids, cfg.layers, pad_id).to(torch.float16).numpy()
+        vectors = encode(ids).to(torch.float16).numpy()
         padded += vectors.shape[0] * vectors.shape[1]
         for row, i in enumerate(batch):
             out[offsets[i]:offsets[i + 1]] = vectors[row, : lengths[i]]
@@ -135,7 +149,8 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     t0 = time.perf_counter()
     store = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=np.float16,
                                       shape=(int(offsets[-1]), dim))
-    padded = encode_documents(model, flat_ids, offsets, cfg, pad_id, store)
+    padded = encode_documents(lambda ids: encode_batch(model, ids, cfg.layers, pad_id), flat_ids, offsets,
+                              cfg.max_batch_tokens, store)
     store.flush()
     del store
     seconds = time.perf_counter() - t0

@@ -12,7 +12,7 @@ same way and runs on onnxruntime.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from torch import nn
 
 from bertclf.classifier import ENCODER, load_classifier, read_config
 from bertclf.errors import BertclfError
-from bertclf.features import FeatureStore, FeaturizeConfig, encode_documents, load_encoder, output_dim
+from bertclf.features import FeatureStore, encode_documents, encoder_vectors, load_encoder, pad_ids
 from bertclf.model_inputs import batch_maker
 from bertclf.models import FEATURE_ARCHS, Batch
 from bertclf.token_data import TokenStore
@@ -31,7 +31,9 @@ from bertclf.tokenization import DocumentTokenizer, TokenizeConfig, load_tokeniz
 from bertclf.training import predict_logits, resolve_device
 
 PRECISIONS = ("fp32", "bf16")
-ONNX_FILE = "model.onnx"
+ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
+ENCODER_ONNX_FILE = "encoder.onnx"  # an exported han / bigru encoder (the head stays in PyTorch)
+MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (han, bigru), as featurize's default
 
 
 @dataclass(frozen=True)
@@ -49,25 +51,41 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def onnx_session(path: Path, threads: int = 0) -> Any:
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxClassifier(nn.Module):
     """An exported token-id model (finetune, cnn) on onnxruntime, behind `forward(batch)`."""
 
     def __init__(self, path: Path, threads: int = 0):
         super().__init__()
-        ort = import_onnxruntime()
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.session = onnx_session(path, threads)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         assert batch.input_ids is not None and batch.attention_mask is not None
         feed = {"input_ids": batch.input_ids.numpy(), "attention_mask": batch.attention_mask.numpy()}
-        (logits,) = self.session.run(["logits"], {k: v for k, v in feed.items() if k in self.inputs})
+        (logits,) = self.session.run(["logits"], feed)
         return torch.from_numpy(logits)
+
+
+class OnnxEncoder:
+    """An exported encoder (han, bigru): a batch of token id arrays in, token vectors out."""
+
+    def __init__(self, path: Path, pad_id: int, threads: int = 0):
+        self.session = onnx_session(path, threads)
+        self.pad_id = pad_id
+
+    def __call__(self, ids: list[np.ndarray]) -> torch.Tensor:
+        input_ids, mask = pad_ids(ids, self.pad_id)
+        (vectors,) = self.session.run(["vectors"], {"input_ids": input_ids.numpy(),
+                                                    "attention_mask": mask.numpy()})
+        return torch.from_numpy(vectors)
 
 
 class TextClassifier:
@@ -93,16 +111,28 @@ class TextClassifier:
         self.tokenize_cfg = TokenizeConfig(**data.get("tokenize", {}))
         self.tokenizer = DocumentTokenizer(self._tokenizer(), self.tokenize_cfg)
         self.model: nn.Module
-        if self.runtime == "onnx":
+        if self.runtime == "onnx" and self.arch not in FEATURE_ARCHS:
             self.model = OnnxClassifier(self._need(ONNX_FILE), threads)
         else:
             self.model, _ = load_classifier(self.model_dir)
             self.model.to(self.device)
-        self.encoder: nn.Module | None = None
+        # han / bigru: the encoder that turns token ids into the vectors the model reads
+        self.encode_ids: Callable[[list[np.ndarray]], torch.Tensor] | None = None
         if self.arch in FEATURE_ARCHS:
-            self.encoder = load_encoder(self._need(ENCODER), str(self.device))
-            self.featurize_cfg = FeaturizeConfig(layers=data.get("layers", "last"))
-            self.pad_id = self.encoder.config.pad_token_id or 0
+            layers = data.get("layers", "last")
+            pad_id = self.tokenizer.tok.pad_token_id or 0
+            if self.runtime == "onnx":
+                self.encode_ids = OnnxEncoder(self._need(ENCODER_ONNX_FILE), pad_id, threads)
+            else:
+                encoder = load_encoder(self._need(ENCODER), str(self.device))
+
+                @torch.inference_mode()
+                def encode_ids(ids: list[np.ndarray]) -> torch.Tensor:
+                    input_ids, mask = (t.to(self.device) for t in pad_ids(ids, pad_id))
+                    return encoder_vectors(encoder, input_ids, mask, layers).cpu()
+
+                self.encode_ids = encode_ids
+            self.dim = int(self.config["model"]["input_dim"])
         model_cfg = self.config["model"]
         self._make = batch_maker(self.arch, model_cfg.get("pad_id", 0),
                                  max(model_cfg.get("filter_widths", [1])))
@@ -134,16 +164,15 @@ class TextClassifier:
 
     def store(self, encoded: dict[str, list]) -> FeatureStore | TokenStore:
         """The model's input for encoded texts: token ids, or the encoder's token vectors."""
-        if self.encoder is None:
+        if self.encode_ids is None:
             return TokenStore.from_ids(encoded["input_ids"])
         ids = encoded["input_ids"]
         lengths = np.asarray(encoded["length"], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        dim = output_dim(self.encoder.config.hidden_size, self.featurize_cfg.layers)
-        vectors = np.zeros((int(offsets[-1]), dim), dtype=np.float16)
+        vectors = np.zeros((int(offsets[-1]), self.dim), dtype=np.float16)
         flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
         with self._autocast():
-            encode_documents(self.encoder, flat, offsets, self.featurize_cfg, self.pad_id, vectors)
+            encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)
         return FeatureStore.from_arrays(vectors, lengths, encoded["sentence_lengths"])
 
     def _autocast(self) -> torch.autocast:
