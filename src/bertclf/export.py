@@ -167,7 +167,7 @@ def describe(report: dict[str, Any]) -> str:
              f"{report['agreement'] * 100:.2f} %"]
     if "pytorch_acc" in report:
         lines.append(f"  accuracy: PyTorch {report['pytorch_acc'] * 100:.2f} %, exported "
-                     f"{report['exported_acc'] * 100:.2f} % ({report['acc_drop_points']:+.2f} points lost)")
+                     f"{report['exported_acc'] * 100:.2f} % ({-report['acc_drop_points']:+.2f} points)")
     lines.append(f"  speed: PyTorch {report['pytorch_docs_per_s']} docs/s, exported "
                  f"{report['exported_docs_per_s']} docs/s")
     return "\n".join(lines)
