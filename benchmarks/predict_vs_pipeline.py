@@ -4,8 +4,8 @@ Same fine-tuned model directory, same real test texts (the first `--docs` of a s
 raw strings in, tokenization included), same max length and truncation (head), same threads,
 on this machine. The pipeline runs with its default batch size (texts one at a time) and with
 each of `--pipeline-batch-sizes`; its best is reported. Ours runs `TextClassifier.predict_proba`
-(batches sorted by length) in fp32 and bf16 autocast, and the ONNX exports (fp32, int8) on
-onnxruntime. Accuracy is measured on the whole split for every variant of ours.
+(batches sorted by length) in fp32 and, on CPUs with bf16 units, bf16 autocast, and the ONNX
+exports (fp32, int8) on onnxruntime. Accuracy is measured on the whole split for every variant of ours.
 
     python benchmarks/predict_vs_pipeline.py --model models/classifier --data data/split/test.parquet \
         --docs 1000 --out benchmarks/results/predict_vs_pipeline.json
@@ -30,6 +30,21 @@ import torch
 
 from bertclf.export import export_onnx
 from bertclf.predictor import TextClassifier
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_bf16() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def timed(fn: Any, texts: list[str]) -> tuple[float, Any]:
@@ -87,8 +102,11 @@ def main() -> None:
     runs = pipeline_runs(args.model, texts, cfg.max_length,
                          [int(x) for x in args.pipeline_batch_sizes.split(",")])
     ours = [ours_run("bertclf fp32", clf, texts, all_texts, labels)]
-    ours.append(ours_run("bertclf bf16", TextClassifier(args.model, batch_size=args.batch_size,
-                                                        precision="bf16"), texts, all_texts, labels))
+    if cpu_has_bf16():
+        ours.append(ours_run("bertclf bf16", TextClassifier(args.model, batch_size=args.batch_size,
+                                                            precision="bf16"), texts, all_texts, labels))
+    else:
+        print("bertclf bf16: skipped, this CPU has no bf16 units (autocast would be emulated)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for quantize in (None, "int8"):
             out = export_onnx(args.model, Path(tmp) / f"onnx-{quantize}", quantize)
@@ -106,7 +124,8 @@ def main() -> None:
         "benchmark": "predict_vs_pipeline",
         "command": "python " + " ".join(sys.argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_has_bf16(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
         "model": str(args.model), "data": str(args.data), "docs_timed": len(texts),
         "docs_for_accuracy": len(all_texts), "max_length": cfg.max_length,
