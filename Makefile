@@ -1,22 +1,28 @@
 # The two set-up commands: `make repro` and `make test`. Both create .venv when missing and
 # install what is missing: the pinned CPU build of torch first (an unpinned torch can pull a
-# multi-GB CUDA build), then this package with its dev extras.
+# multi-GB CUDA build), then the exact versions of requirements.lock (hash-checked), then this
+# package itself. `make lock` upgrades requirements.lock within pyproject.toml's ranges.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+# Where `make lock` finds the CPU build of torch, whose metadata names no CUDA packages
+# (elsewhere: TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu").
+TORCH_SOURCE ?= --find-links /opt/wheels
 STAMP := $(VENV)/.bertclf-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test lint bench clean
+.PHONY: setup repro test lint bench lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
 	@touch $@
 
 repro: setup
@@ -30,6 +36,14 @@ lint: setup
 
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/tokenize_imdb.py
+
+lock: setup
+	$(BIN)/python -m pip install -q uv
+	printf '%s+cpu\n' "$(TORCH)" > $(VENV)/torch-override.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --upgrade \
+		--generate-hashes --index-url https://pypi.org/simple $(TORCH_SOURCE) \
+		--override $(VENV)/torch-override.txt --no-emit-package torch \
+		--custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf $(VENV)
