@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_imdb(mirror: Path) -> tuple[list[str], float]:
     """All 50k labelled reviews (train then test), read by the pipeline's own imdb recipe."""
+    from bertclf.config import DataConfig
     from bertclf.datasets import RECIPES
     from bertclf.errors import BertclfError
     from bertclf.resolve import locate
@@ -41,7 +42,7 @@ def load_imdb(mirror: Path) -> tuple[list[str], float]:
     t0 = time.perf_counter()
     try:
         archive = locate(made.files["archive"], mirror)
-        raw = made.load(archive.parent, {"archive": archive}, {"name": "imdb"})
+        raw = made.load(archive.parent, {"archive": archive}, DataConfig(name="imdb"))
     except BertclfError as exc:
         sys.exit(f"cannot read IMDB from the mirror {mirror}: {exc}")
     assert raw.test is not None
@@ -50,12 +51,9 @@ def load_imdb(mirror: Path) -> tuple[list[str], float]:
 
 
 def tokenize_config() -> Any:
-    from bertclf.params import load_params
-    from bertclf.tokenization import TokenizeConfig
+    from bertclf.config import load_config
 
-    params_file = REPO / "params.yaml"
-    params = load_params(params_file) if params_file.exists() else {}
-    return TokenizeConfig.from_params(params.get("tokenize") or {})
+    return load_config(REPO / "params.yaml").tokenize
 
 
 def run_bertclf(doc_tok: Any, texts: list[str], batch_size: int) -> tuple[float, list[Any], int, int]:

@@ -1,9 +1,11 @@
 """Stage `download`: fetch the dataset (`data`) or the encoder (`encoder`) into the pipeline.
 
-    python stages/download.py data data/raw
-    python stages/download.py encoder models/encoder
+    python stages/download.py data data/raw --inputs inputs/data
+    python stages/download.py encoder models/encoder --inputs inputs/encoders
 
-The mirror (BERTCLF_MIRROR) is tried first, then each artifact's own sources.
+The mirror (BERTCLF_MIRROR) is tried first, then each artifact's own sources. Your own files
+(data.path, data.test_path, a local encoder directory) must lie under --inputs, the directory
+dvc.yaml declares as this stage's dependency, so that editing one re-runs the stage.
 """
 
 import argparse
@@ -11,25 +13,31 @@ import logging
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
-from bertclf.datasets import download_dataset
-from bertclf.encoders import download_encoder
-from bertclf.params import load_params, section
+from bertclf.config import load_config
+from bertclf.datasets import download_dataset, user_files
+from bertclf.encoders import download_encoder, local_encoder
+from bertclf.tracked import check_tracked
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifact", choices=["data", "encoder"])
     parser.add_argument("out", type=Path)
+    parser.add_argument("--inputs", type=Path, required=True, help="the tracked directory of your own files")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
-    params = load_params(args.params)
+    config = load_config(args.params)
     if args.artifact == "data":
-        manifest = download_dataset(section(params, "data"), args.out)
+        for key, value in user_files(config.data).items():
+            check_tracked(value, key, args.inputs)
+        manifest = download_dataset(config.data, args.out)
         logging.info("dataset %s: %s", manifest["dataset"], ", ".join(manifest["files"]))
     else:
-        download_encoder(section(params, "encoder")["name"], args.out)
-        logging.info("encoder %s -> %s", params["encoder"]["name"], args.out)
+        if local_encoder(config.encoder.name, args.inputs):
+            check_tracked(config.encoder.name, "encoder.name", args.inputs)
+        download_encoder(config.encoder.name, args.out, revision=config.encoder.revision)
+        logging.info("encoder %s -> %s", config.encoder.name, args.out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Stage `evaluate`: the saved best model on validation and test, beside TF-IDF + logistic regression.
+"""Stage `evaluate`: the saved best model on validation and test.
 
-    python stages/evaluate.py models/classifier data/features data/tokens models/encoder data/split \
-        metrics/eval.json plots
+    python stages/evaluate.py models/classifier data/features data/tokens models/pretrained data/split \
+        metrics/eval.json plots/eval reports/pipeline/eval.json
 """
 
 import argparse
@@ -9,29 +9,26 @@ import logging
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
+from bertclf.config import load_config
 from bertclf.evaluation import evaluate
 from bertclf.model_inputs import Inputs
-from bertclf.params import load_params, section
+from bertclf.runlog import write_report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("features", type=Path)
-    parser.add_argument("tokens", type=Path)
-    parser.add_argument("encoder", type=Path)
-    parser.add_argument("splits", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
+    for name in ("model", "features", "tokens", "encoder", "splits", "metrics", "plots", "report"):
+        parser.add_argument(name, type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
+                        help="where the run log (timings, machine) goes; untracked")
     args = parser.parse_args()
 
-    p = section(load_params(args.params), "evaluate")
-    inputs = Inputs(args.features, args.tokens, args.encoder)
-    report = evaluate(args.model, inputs, args.splits, args.metrics, args.plots,
-                      batch_size=int(p.get("batch_size", 256)))
-    logging.info("test accuracy %.4f (TF-IDF + logistic regression %.4f)", report["test_acc"],
-                 report["tfidf_logreg"]["test_acc"])
+    runtime = load_config(args.params).runtime
+    report = evaluate(args.model, Inputs(args.features, args.tokens, args.encoder), args.splits, args.metrics,
+                      args.plots, batch_size=runtime.eval_batch_size, device=runtime.device)
+    write_report(report, args.report, "eval", args.runlog_dir)
+    logging.info("val accuracy %.4f, test accuracy %.4f", report["val_acc"], report["test_acc"])
 
 
 if __name__ == "__main__":

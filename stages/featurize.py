@@ -1,6 +1,6 @@
 """Stage `featurize`: token ids -> frozen encoder token vectors (float16, memory-mapped).
 
-    python stages/featurize.py data/tokens models/encoder data/features metrics/featurize.json
+    python stages/featurize.py data/tokens models/pretrained data/features reports/pipeline/featurize.json
 """
 
 import argparse
@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
-from bertclf.features import FeaturizeConfig, featurize
-from bertclf.models import FEATURE_ARCHS
-from bertclf.params import load_params, section
+from bertclf.config import FEATURE_ARCHS, load_config
+from bertclf.features import featurize
+from bertclf.runlog import write_report
 
 
 def main() -> None:
@@ -18,15 +18,17 @@ def main() -> None:
     parser.add_argument("tokens", type=Path)
     parser.add_argument("encoder", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
+    parser.add_argument("report", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
+                        help="where the run log (timings, machine) goes; untracked")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    cfg = FeaturizeConfig.from_params(section(params, "featurize"))
-    needed = section(params, "train").get("arch", "han") in FEATURE_ARCHS
-    report = featurize(args.tokens, args.encoder, args.out, args.metrics, cfg,
-                       encoder_name=section(params, "encoder")["name"], needed=needed)
+    config = load_config(args.params)
+    needed = config.train.arch in FEATURE_ARCHS
+    report = featurize(args.tokens, args.encoder, args.out, config.featurize,
+                       encoder_name=config.encoder.name, needed=needed, threads=config.runtime.threads)
+    write_report(report, args.report, "featurize", args.runlog_dir)
     if needed:
         logging.info("featurized %d docs: %.0f tokens/s, %.1f MB", report["docs"], report["tokens_per_s"],
                      report["bytes"] / 1e6)

@@ -1,15 +1,18 @@
 """Stage `pretrain`: in-domain masked-LM further pre-training of the encoder (pretrain.steps: 0 skips).
 
-    python stages/pretrain.py data/tokens models/encoder models/pretrained metrics/pretrain.json
+    python stages/pretrain.py data/tokens models/encoder models/pretrained metrics/pretrain.json \
+        reports/pipeline/pretrain.json
 """
 
 import argparse
 import logging
 from pathlib import Path
 
+from bertclf.atomic import write_json
 from bertclf.cli_support import run_stage
-from bertclf.params import load_params, section
-from bertclf.pretrain import PretrainConfig, pretrain
+from bertclf.config import load_config
+from bertclf.pretrain import pretrain
+from bertclf.runlog import write_report
 
 
 def main() -> None:
@@ -18,11 +21,17 @@ def main() -> None:
     parser.add_argument("encoder", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("metrics", type=Path)
+    parser.add_argument("report", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
+                        help="where the run log (timings, machine) goes; untracked")
     args = parser.parse_args()
 
-    cfg = PretrainConfig.from_params(section(load_params(args.params), "pretrain"))
-    report = pretrain(args.tokens, args.encoder, args.out, args.metrics, cfg)
+    config = load_config(args.params)
+    report = pretrain(args.tokens, args.encoder, args.out, config.pretrain)
+    scores = {k: report[k] for k in ("mlm_loss_before", "mlm_loss_after") if k in report}
+    write_json(args.metrics, scores)
+    write_report(report, args.report, "pretrain", args.runlog_dir)
     if not report["skipped"]:
         logging.info("MLM loss on held-out train texts: %.4f -> %.4f", report["mlm_loss_before"],
                      report["mlm_loss_after"])

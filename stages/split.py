@@ -1,6 +1,6 @@
 """Stage `split`: raw files -> train/val/test parquet (id, text, label) + labels.json.
 
-    python stages/split.py data/raw data/split metrics/data.json
+    python stages/split.py data/raw data/split reports/pipeline/split.json
 """
 
 import argparse
@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
+from bertclf.config import load_config
 from bertclf.datasets import load_raw
-from bertclf.params import load_params, section
 from bertclf.splitting import make_splits, write_splits
 
 
@@ -17,13 +17,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("raw", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
+    parser.add_argument("report", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    splits = make_splits(load_raw(args.raw, section(params, "data")), section(params, "split"))
-    write_splits(splits, args.out, args.metrics)
+    config = load_config(args.params)
+    splits = make_splits(load_raw(args.raw, config.data), config.split)
+    write_splits(splits, args.out, args.report)
     logging.info("rows: %s", {k: v["rows"] for k, v in splits.report["splits"].items()})
 
 

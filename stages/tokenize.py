@@ -1,6 +1,6 @@
 """Stage `tokenize`: split parquet -> token ids + sentence spans, one parquet per split.
 
-    python stages/tokenize.py data/split models/encoder data/tokens metrics/tokenize.json
+    python stages/tokenize.py data/split models/encoder data/tokens reports/pipeline/tokenize.json
 """
 
 import argparse
@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
-from bertclf.params import load_params, section
-from bertclf.tokenization import TokenizeConfig, tokenize_splits
+from bertclf.config import load_config
+from bertclf.runlog import write_report
+from bertclf.tokenization import tokenize_splits
 
 
 def main() -> None:
@@ -17,12 +18,15 @@ def main() -> None:
     parser.add_argument("splits", type=Path)
     parser.add_argument("encoder", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
+    parser.add_argument("report", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
+                        help="where the run log (timings, machine) goes; untracked")
     args = parser.parse_args()
 
-    cfg = TokenizeConfig.from_params(section(load_params(args.params), "tokenize"))
-    report = tokenize_splits(args.splits, args.encoder, args.out, args.metrics, cfg)
+    config = load_config(args.params)
+    report = tokenize_splits(args.splits, args.encoder, args.out, config.tokenize)
+    write_report(report, args.report, "tokenize", args.runlog_dir)
     logging.info("tokenized %d docs at %.0f docs/s", report["docs"], report["docs_per_s"])
 
 

@@ -1,35 +1,36 @@
 """Stage `train`: a classifier (han | bigru | finetune | cnn | rnn), a checkpoint per epoch, loss curves.
 
-    python stages/train.py data/features data/tokens models/encoder \
-        models/classifier models/checkpoints metrics/train.json plots
+    python stages/train.py data/features data/tokens models/pretrained models/classifier \
+        models/checkpoints metrics/train.json plots/train reports/pipeline/train.json
 
-A run that was interrupted resumes from its last checkpoint in models/checkpoints.
+A run that was interrupted resumes from its last checkpoint in models/checkpoints, if that
+checkpoint belongs to the same run (config, input contents and code).
 """
 
 import argparse
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
+from bertclf.config import load_config
+from bertclf.distributed import is_main_process
 from bertclf.model_inputs import Inputs
-from bertclf.params import load_params, section
-from bertclf.training import TrainConfig, train
+from bertclf.runlog import write_report
+from bertclf.training import TrainOutputs, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("features", type=Path)
-    parser.add_argument("tokens", type=Path)
-    parser.add_argument("encoder", type=Path)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("checkpoints", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
+    for name in ("features", "tokens", "encoder", "model", "checkpoints", "metrics", "plots", "report"):
+        parser.add_argument(name, type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
+                        help="where the run log (timings, machine) goes; untracked")
     args = parser.parse_args()
 
-    cfg = TrainConfig.from_params(section(load_params(args.params), "train"))
-    inputs = Inputs(args.features, args.tokens, args.encoder)
-    train(cfg, inputs, args.model, args.checkpoints, args.metrics, args.plots)
+    report = train(load_config(args.params), Inputs(args.features, args.tokens, args.encoder),
+                   TrainOutputs(args.model, args.checkpoints, args.metrics, args.plots))
+    if is_main_process():
+        write_report(report, args.report, "train", args.runlog_dir)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,9 @@ def tiny_tokenizer(tiny_bert_dir: Path) -> Any:
 def mirror() -> Path:
     """The shared dataset mirror beside the checkout (../shared/data); skip when absent."""
     if not (MIRROR / "README.md").is_file():
+        if os.environ.get("BERTCLF_REQUIRE_MIRROR"):  # CI: a missing mirror is a failure, not a skip
+            pytest.fail(f"dataset mirror ../shared/data absent (looked in {MIRROR}), "
+                        "and BERTCLF_REQUIRE_MIRROR is set")
         pytest.skip(f"dataset mirror ../shared/data absent (looked in {MIRROR})")
     return MIRROR
 
@@ -143,18 +146,41 @@ def run_split_stage(workdir: Path, data: dict[str, Any], split: dict[str, Any] |
 
     Returns the split report. Raises whatever the stages raise.
     """
+    from bertclf.config import DataConfig, SplitConfig
     from bertclf.datasets import download_dataset, load_raw
     from bertclf.splitting import make_splits, write_splits
 
-    split = {"val_fraction": 0.1, "test_fraction": 0.1, "seed": 42, "max_train": None,
-             "max_test": None, "dedupe": True, "empty_texts": "drop", **(split or {})}
+    data_cfg, split_cfg = DataConfig(**data), SplitConfig(**(split or {}))
     raw = workdir / "data" / "raw"
-    download_dataset(data, raw, mirror=mirror)
-    splits = make_splits(load_raw(raw, data), split)
-    write_splits(splits, workdir / "data" / "split", workdir / "metrics" / "data.json")
+    download_dataset(data_cfg, raw, mirror=mirror)
+    splits = make_splits(load_raw(raw, data_cfg), split_cfg)
+    write_splits(splits, workdir / "data" / "split", workdir / "reports" / "split.json")
     return splits.report
 
 
 @pytest.fixture
 def split_stage() -> Callable[..., dict[str, Any]]:
     return run_split_stage
+
+
+def make_config(**overrides: Any) -> Any:
+    """The default params with dotted keys set, checked like params.yaml:
+    ``make_config(**{"train.lr": 0.01})`` or ``make_config(train={"lr": 0.01}, han={"hidden": 8})``."""
+    from bertclf.config import Config
+
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return Config().replace(flat)
+
+
+def run_train(inputs: Any, out: Path, **overrides: Any) -> dict[str, Any]:
+    """`train` as the stage runs it, outputs under `out` (model, ckpt, train.json, plots); params
+    as for `make_config`."""
+    from bertclf.training import TrainOutputs, train
+
+    return train(make_config(**overrides), inputs,
+                 TrainOutputs(out / "model", out / "ckpt", out / "train.json", out / "plots"))

@@ -1,5 +1,5 @@
 """Bad input through the `download` + `split` stages: a clear error naming the file and the line
-(or the policy applied, recorded in metrics/data.json), and no output left half-written.
+(or the policy applied, recorded in reports/pipeline/split.json), and no output left half-written.
 
 Each case runs twice: in a fresh work directory (the outputs must not appear) and over the
 outputs of an earlier successful run (they must be left byte for byte as they were).
@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bertclf.config import DataConfig
 from bertclf.errors import BertclfError, ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +43,8 @@ def seed_previous_run(work: Path) -> None:
     for rel in ("data/raw/manifest.json", "data/split/train.parquet", "data/split/labels.json"):
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).write_text(f"previous {rel}\n")
-    (work / "metrics").mkdir(exist_ok=True)
-    (work / "metrics" / "data.json").write_text('{"previous": true}\n')
+    (work / "reports").mkdir(exist_ok=True)
+    (work / "reports" / "split.json").write_text('{"previous": true}\n')
 
 
 def fails_cleanly(work: Path, run: Callable[[Path], Any], error: type[BertclfError],
@@ -51,14 +52,14 @@ def fails_cleanly(work: Path, run: Callable[[Path], Any], error: type[BertclfErr
     """Run a failing stage in `work`; check the outputs; return the error message."""
     if previous:
         seed_previous_run(work)
-    before = {d: snapshot(work / d) for d in ("data/split", "metrics")}
+    before = {d: snapshot(work / d) for d in ("data/split", "reports")}
     with pytest.raises(error) as err:
         run(work)
     for d, files in before.items():
         assert snapshot(work / d) == files, f"{d} changed by a failed run"
         if not previous:
             assert not (work / d).exists() or not any((work / d).iterdir()), f"{d} left behind"
-    for parent in (work / "data", work / "metrics", work):
+    for parent in (work / "data", work / "reports", work):
         if parent.exists():
             leftovers = [p.name for p in parent.iterdir() if p.name.endswith((".tmp", ".old"))]
             assert leftovers == [], f"temporary files left in {parent}: {leftovers}"
@@ -140,10 +141,10 @@ def test_empty_texts_drop_policy_is_recorded(tmp_path: Path, split_stage: Callab
             "test_path": str(user_file(tmp_path, "test.csv", csv_text(test)))}
     work = tmp_path / "work"
     report = split_stage(work, data)
-    metrics = json.loads((work / "metrics" / "data.json").read_text())
+    metrics = json.loads((work / "reports" / "split.json").read_text())
     assert metrics == json.loads(json.dumps(report))
     assert metrics["empty_texts"]["train"] == 2 and metrics["empty_texts"]["test"] == 1
-    assert "dropped" in metrics["empty_texts"]["policy"]
+    assert metrics["empty_texts"]["policy"] == "drop"
     for name in ("train", "val"):
         df = pd.read_parquet(work / "data" / "split" / f"{name}.parquet")
         assert not df["text"].str.strip().eq("").any()
@@ -217,7 +218,7 @@ def test_raw_data_of_another_dataset_is_refused(tmp_path: Path, split_stage: Cal
     f = user_file(tmp_path, "mine.csv", csv_text(GOOD_ROWS))
     split_stage(tmp_path / "work", {"name": "file", "path": str(f)})
     with pytest.raises(ConfigError, match=r"holds 'file' but data\.name is 'r8'"):
-        load_raw(tmp_path / "work" / "data" / "raw", {"name": "r8"})
+        load_raw(tmp_path / "work" / "data" / "raw", DataConfig(name="r8"))
 
 
 # --- the stage scripts themselves: exit status 1, one line, no traceback, no output ---------
@@ -236,28 +237,47 @@ def write_params(work: Path, data: dict[str, Any]) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-def test_split_stage_script_reports_malformed_json_without_traceback(tmp_path: Path) -> None:
-    lines = [json.dumps({"text": t, "label": lab}) for t, lab in GOOD_ROWS]
-    lines[2] = "{not json"
-    f = user_file(tmp_path, "reviews.jsonl", "\n".join(lines) + "\n")
-    work = tmp_path / "work"
-    write_params(work, {"name": "file", "path": str(f)})
-    done = run_stage(work, "download.py", "data", "data/raw")
-    assert done.returncode == 0, done.stderr
-    done = run_stage(work, "split.py", "data/raw", "data/split", "metrics/data.json")
-    assert done.returncode == 1
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The stage failed with exit status 1 and one `error:` line, no traceback; return the line."""
+    assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1, done.stderr
-    names_file_and_line(error_lines[0], ("reviews.jsonl", "train.jsonl"), 3)
+    return error_lines[0]
+
+
+def test_split_stage_script_reports_malformed_json_without_traceback(tmp_path: Path) -> None:
+    lines = [json.dumps({"text": t, "label": lab}) for t, lab in GOOD_ROWS]
+    lines[2] = "{not json"
+    work = tmp_path / "work"
+    user_file(work / "inputs", "reviews.jsonl", "\n".join(lines) + "\n")
+    write_params(work, {"name": "file", "path": "inputs/user/reviews.jsonl"})
+    done = run_stage(work, "download.py", "data", "data/raw", "--inputs", "inputs")
+    assert done.returncode == 0, done.stderr
+    done = run_stage(work, "split.py", "data/raw", "data/split", "reports/split.json")
+    names_file_and_line(one_error_line(done), ("reviews.jsonl", "train.jsonl"), 3)
     assert not (work / "data" / "split").exists()
-    assert not (work / "metrics").exists()
+    assert not (work / "reports").exists()
+
+
+def test_a_user_file_outside_the_tracked_inputs_is_refused(tmp_path: Path) -> None:
+    f = user_file(tmp_path, "mine.csv", csv_text(GOOD_ROWS))
+    work = tmp_path / "work"
+    (work / "inputs" / "data").mkdir(parents=True)
+    write_params(work, {"name": "file", "path": str(f)})
+    done = run_stage(work, "download.py", "data", "data/raw", "--inputs", "inputs/data")
+    line = one_error_line(done)
+    assert f"data.path='{f}' is outside inputs/data/" in line and "ln -s" in line
+    assert not (work / "data").exists()
+    write_params(work, {"name": "file", "path": "inputs/data/absent.csv"})
+    line = one_error_line(run_stage(work, "download.py", "data", "data/raw", "--inputs", "inputs/data"))
+    assert "does not exist" in line and "dvc add" in line
 
 
 def test_download_stage_script_reports_unknown_dataset(tmp_path: Path) -> None:
     work = tmp_path / "work"
     write_params(work, {"name": "no-such-set"})
-    done = run_stage(work, "download.py", "data", "data/raw")
+    done = run_stage(work, "download.py", "data", "data/raw", "--inputs", "inputs/data")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "error: params.yaml: unknown data.name 'no-such-set'" in done.stderr

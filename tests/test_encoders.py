@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from bertclf.encoders import KNOWN_ENCODERS, download_encoder, encoder_artifact
-from bertclf.errors import ArtifactNotFound
+from bertclf.encoders import KNOWN_ENCODERS, SOURCE_FILE, download_encoder, encoder_artifact, read_source
+from bertclf.errors import ArtifactNotFound, ConfigError
 
 
 def test_tiny_bert_fixture_loads_with_the_real_loaders(tiny_bert_dir: Path, tiny_tokenizer: object) -> None:
@@ -85,3 +86,35 @@ def test_directory_without_config_is_refused(tiny_bert_dir: Path, tmp_path: Path
     with pytest.raises(ArtifactNotFound, match=r"no config\.json"):
         download_encoder(str(src), tmp_path / "enc")
     assert not (tmp_path / "enc").exists()
+
+
+def test_a_pinned_revision_comes_from_the_hub_and_is_recorded(tiny_bert_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(tiny_bert_dir, mirror / "org" / "tiny-bert")  # a copy of unknown revision
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--org--tiny-bert" / "snapshots" / commit
+    shutil.copytree(tiny_bert_dir, snapshot)
+    asked: list[tuple[str, str | None]] = []
+
+    def snapshot_download(repo_id: str, revision: str | None = None, **kw: object) -> str:
+        asked.append((repo_id, revision))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    out = download_encoder("org/tiny-bert", tmp_path / "enc", mirror=mirror, revision="v1.0")
+    assert asked == [("org/tiny-bert", "v1.0")]  # the mirror's copy cannot prove its revision
+    assert json.loads((out / SOURCE_FILE).read_text()) == {"name": "org/tiny-bert", "revision": "v1.0",
+                                                           "commit": commit}
+    assert read_source(out)["commit"] == commit
+
+    plain = download_encoder("org/tiny-bert", tmp_path / "enc2", mirror=mirror)
+    assert asked == [("org/tiny-bert", "v1.0")] and read_source(plain) == {"name": "org/tiny-bert",
+                                                                            "revision": None}
+
+
+def test_a_revision_for_a_local_directory_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"encoder\.revision"):
+        download_encoder(str(tiny_bert_dir), tmp_path / "enc", revision="main")

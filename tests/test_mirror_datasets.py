@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bertclf.config import DataConfig, SplitConfig
 from bertclf.datasets import RECIPES, RawDataset, download_dataset, load_raw
 from bertclf.splitting import Splits, make_splits
 
-SPLIT = {"val_fraction": 0.1, "test_fraction": 0.1, "seed": 42, "max_train": None, "max_test": None,
-         "dedupe": True, "empty_texts": "drop"}
+SPLIT = SplitConfig(val_fraction=0.1, test_fraction=0.1, seed=42)
 
 R8_LABELS = {  # label: (train, test)
     "earn": (2840, 1083), "acq": (1596, 696), "crude": (253, 121), "trade": (251, 75),
@@ -50,8 +50,8 @@ def readme_files(mirror: Path, name: str) -> dict[str, tuple[int, str]]:
 
 
 def load(mirror: Path, tmp: Path, name: str) -> tuple[RawDataset, Splits, dict[str, Any]]:
-    manifest = download_dataset({"name": name}, tmp / name, mirror=mirror)
-    raw = load_raw(tmp / name, {"name": name})
+    manifest = download_dataset(DataConfig(name=name), tmp / name, mirror=mirror)
+    raw = load_raw(tmp / name, DataConfig(name=name))
     return raw, make_splits(raw, SPLIT), manifest
 
 

@@ -17,20 +17,20 @@ import bertclf
 from bertclf.classifier import CONFIG
 from bertclf.cli import app
 from bertclf.errors import BertclfError
-from bertclf.evaluation import evaluate, load_predictions
+from bertclf.evaluation import PREDICTIONS, evaluate, load_predictions
 from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_inputs import Inputs
 from bertclf.predict_io import interactive
 from bertclf.tokenization import TokenizeConfig, tokenize_splits
-from bertclf.training import TrainConfig, train
+from tests.conftest import run_train
 from tests.test_token_archs import review
 
-ARCHS = {
-    "han": {"lr": 1e-2, "hidden": 8, "attention_dim": 8},
-    "bigru": {"lr": 1e-2, "hidden": 8, "attention_dim": 8},
-    "finetune": {"lr": 2e-3, "layer_lr_decay": 0.9},
-    "cnn": {"lr": 5e-3, "embedding_dim": 16, "num_filters": 8},
-    "rnn": {"lr": 1e-2, "embedding_dim": 16, "hidden": 8, "attention_dim": 8},
+ARCHS = {  # (train.lr, the arch's knobs)
+    "han": (1e-2, {"hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+    "bigru": (1e-2, {"hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+    "finetune": (2e-3, {"layer_lr_decay": 0.9}),
+    "cnn": (5e-3, {"embedding_dim": 16, "num_filters": 8, "dropout": 0.1}),
+    "rnn": (1e-2, {"embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
 }
 
 
@@ -47,11 +47,10 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Input
         pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": texts, "label": labels}).to_parquet(
             split / f"{name}.parquet", index=False)
     (split / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"], "test_subsampled": False}))
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", root / "tokenize.json",
+    tokenize_splits(split, tiny_bert_dir, root / "tokens",
                     TokenizeConfig(max_length=24, truncation="head_tail", head_tokens=8,
                                    max_sentence_tokens=6))
-    featurize(root / "tokens", tiny_bert_dir, root / "features", root / "featurize.json",
-              FeaturizeConfig(layers="mean_last_4"))
+    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(layers="mean_last_4"))
     return Inputs(root / "features", root / "tokens", tiny_bert_dir)
 
 
@@ -60,9 +59,10 @@ def trained(request: pytest.FixtureRequest, data: Inputs, tmp_path_factory: pyte
     """A model of each arch, trained and evaluated as the pipeline does; returns its run directory."""
     arch = request.param
     out = tmp_path_factory.mktemp(arch)
-    cfg = TrainConfig(arch=arch, batch_size=16, epochs=3, patience=10, dropout=0.1, **ARCHS[arch])
-    train(cfg, data, out / "model", out / "ckpt", out / "train.json", out / "plots")
-    evaluate(out / "model", data, data.tokens.parent / "split", out / "eval.json", out / "plots")
+    lr, knobs = ARCHS[arch]
+    run_train(data, out, train={"arch": arch, "batch_size": 16, "epochs": 3, "patience": 10, "lr": lr},
+              **{arch: knobs})
+    evaluate(out / "model", data, data.tokens.parent / "split", out / "eval.json", out / "eval")
     return out
 
 
@@ -70,9 +70,9 @@ def test_predictions_from_raw_text_equal_evaluate(trained: Path, data: Inputs) -
     test = pd.read_parquet(data.tokens.parent / "split" / "test.parquet")
     clf = bertclf.load(trained / "model")
     predicted = [p.label for p in clf.predict(test["text"].tolist())]
-    expected = load_predictions(trained / "plots" / "confusion_test.csv")
+    expected = load_predictions(trained / "eval" / PREDICTIONS)
     assert predicted == expected["predicted"].tolist()
-    acc = json.loads((trained / "eval.json").read_text())["test_acc"]
+    acc = json.loads((trained / "eval.json").read_text())["test"]["acc"]
     assert sum(p == a for p, a in zip(predicted, expected["actual"], strict=True)) / len(test) == acc
 
 
@@ -93,8 +93,7 @@ def test_prediction_carries_probabilities_and_handles_odd_texts(trained: Path) -
 @pytest.fixture(scope="module")
 def finetuned(data: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("finetuned")
-    cfg = TrainConfig(arch="finetune", batch_size=16, epochs=2, lr=2e-3)
-    train(cfg, data, out / "model", out / "ckpt", out / "train.json", out / "plots")
+    run_train(data, out, train={"arch": "finetune", "batch_size": 16, "epochs": 2, "lr": 2e-3})
     return out / "model"
 
 
@@ -164,8 +163,8 @@ def test_bad_inputs_give_one_clear_line(finetuned: Path, tmp_path: Path) -> None
 
 
 def test_feature_models_without_their_encoder_say_what_is_missing(data: Inputs, tmp_path: Path) -> None:
-    cfg = TrainConfig(arch="bigru", batch_size=16, epochs=1, hidden=4, attention_dim=4)
-    train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")
+    run_train(data, tmp_path, train={"arch": "bigru", "batch_size": 16, "epochs": 1},
+              bigru={"hidden": 4, "attention_dim": 4})
     for f in (tmp_path / "model" / "encoder").iterdir():
         f.unlink()
     (tmp_path / "model" / "encoder").rmdir()
@@ -195,8 +194,8 @@ def test_export_onnx_and_int8_keep_predictions(finetuned: Path, data: Inputs, tm
 
 
 def test_export_of_han_runs_its_encoder_on_onnxruntime(data: Inputs, tmp_path: Path) -> None:
-    cfg = TrainConfig(arch="han", batch_size=16, epochs=1, hidden=4, attention_dim=4)
-    train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")
+    run_train(data, tmp_path, train={"arch": "han", "batch_size": 16, "epochs": 1},
+              han={"hidden": 4, "attention_dim": 4})
     test_file = data.tokens.parent / "split" / "test.parquet"
     result = CliRunner().invoke(app, ["export", "-m", str(tmp_path / "model"), "--data", str(test_file)])
     assert result.exit_code == 0, result.output
@@ -208,8 +207,8 @@ def test_export_of_han_runs_its_encoder_on_onnxruntime(data: Inputs, tmp_path: P
 
 
 def test_export_refuses_recurrent_archs_clearly(data: Inputs, tmp_path: Path) -> None:
-    cfg = TrainConfig(arch="rnn", batch_size=16, epochs=1, embedding_dim=8, hidden=4, attention_dim=4)
-    train(cfg, data, tmp_path / "model", tmp_path / "ckpt", tmp_path / "train.json", tmp_path / "plots")
+    run_train(data, tmp_path, train={"arch": "rnn", "batch_size": 16, "epochs": 1},
+              rnn={"embedding_dim": 8, "hidden": 4, "attention_dim": 4})
     result = CliRunner().invoke(app, ["export", "-m", str(tmp_path / "model")])
     assert result.exit_code == 1 and "export supports finetune, cnn" in result.stderr
     assert not (tmp_path / "model-onnx").exists()

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bertclf.config import section_from
 from bertclf.datasets import RawDataset
 from bertclf.errors import ConfigError
 from bertclf.splitting import Splits, make_splits, stratified_take, write_splits
@@ -45,7 +46,7 @@ def raw(train: dict[str, int] | list, test: dict[str, int] | list | None = None)
 
 
 def split(r: RawDataset, **overrides: Any) -> Splits:
-    return make_splits(r, {**DEFAULTS, **overrides})
+    return make_splits(r, section_from("split", {**DEFAULTS, **overrides}))  # checked like params.yaml
 
 
 def counts(df: pd.DataFrame, s: Splits) -> dict[str, int]:

@@ -20,8 +20,8 @@ STUDY = """
 name: tiny
 base: {data.name: r8}
 factors:
-  train.dropout: [0.0, 0.5]
-  train.depth: [1, 2]
+  han.dropout: [0.0, 0.5]
+  han.depth: [1, 2]
 seeds: [1, 2]
 """
 
@@ -41,29 +41,29 @@ def test_one_factor_at_a_time_variants(workdir: Path) -> None:
     assert [v.name for v in runs] == ["tiny-base-s1", "tiny-dropout-0.0-s1", "tiny-depth-2-s1",
                                       "tiny-base-s2", "tiny-dropout-0.0-s2", "tiny-depth-2-s2"]
     moved = runs[2]
-    assert moved.overrides == {"data.name": "r8", "train.seed": 1, "train.dropout": 0.5, "train.depth": 2}
-    assert set_args({"train.residual": True, "train.norm": "layer", "split.max_test": None}) == [
-        "-S", "train.residual=true", "-S", "train.norm=layer", "-S", "split.max_test=null"]
+    assert moved.overrides == {"data.name": "r8", "train.seed": 1, "han.dropout": 0.5, "han.depth": 2}
+    assert set_args({"han.residual": True, "han.norm": "layer", "split.max_test": None}) == [
+        "-S", "han.residual=true", "-S", "han.norm=layer", "-S", "split.max_test=null"]
 
 
 def test_a_factor_context_is_applied_and_shared_runs_are_not_repeated(workdir: Path) -> None:
     (workdir / "ctx.yaml").write_text("""
 name: ctx
 factors:
-  train.depth: [1, 2]
-  train.residual: {values: [false, true], with: {train.depth: 2}}
+  han.depth: [1, 2]
+  han.residual: {values: [false, true], with: {han.depth: 2}}
 """)
     runs = variants(load_study(Path("ctx.yaml")))
     # residual=false at depth 2 is the depth-2 run already: only residual=true is added
     assert [v.name for v in runs] == ["ctx-base-s42", "ctx-depth-2-s42", "ctx-residual-true-depth2-s42"]
-    assert runs[2].overrides == {"train.seed": 42, "train.depth": 2, "train.residual": True}
+    assert runs[2].overrides == {"train.seed": 42, "han.depth": 2, "han.residual": True}
 
 
 def test_grid_covers_every_combination(workdir: Path) -> None:
     (workdir / "grid.yaml").write_text(STUDY.replace("name: tiny", "name: g") + "grid: true\n")
     runs = variants(load_study(Path("grid.yaml")))
     assert len(runs) == 2 * 2 * 2
-    assert {(v.overrides["train.dropout"], v.overrides["train.depth"]) for v in runs} == {
+    assert {(v.overrides["han.dropout"], v.overrides["han.depth"]) for v in runs} == {
         (0.0, 1), (0.0, 2), (0.5, 1), (0.5, 2)}
 
 
@@ -79,15 +79,17 @@ def test_bad_study_files_are_refused(workdir: Path) -> None:
 def fake_experiments(study: Any, val: dict[str, float], test: dict[str, float]) -> list[dict[str, Any]]:
     out = []
     for v in variants(study):
-        params: dict[str, Any] = {"data": {"name": "r8"}, "train": {"dropout": 0.5, "depth": 1}}
+        params: dict[str, Any] = {"data": {"name": "r8"}, "han": {"dropout": 0.5, "depth": 1}}
         for key, value in v.overrides.items():
             section, name = key.split(".")
             params.setdefault(section, {})[name] = value
         key = v.name.rsplit("-s", 1)[0]
-        out.append({"name": v.name, "rev": v.name, "state": "success", "params": params, "metrics": {
-            "eval": {"val_acc": val[key] + v.seed / 1000, "test_acc": test[key],
-                     "tfidf_logreg": {"test_acc": 0.9}},
-            "train": {"epochs_run": 3, "best_epoch": 2, "train_seconds": 10.0}}})
+        out.append({"name": v.name, "rev": v.name, "kind": "experiment", "state": "success",
+                    "params": params,
+                    "metrics": {"eval": {"val": {"acc": val[key] + v.seed / 1000},
+                                         "test": {"acc": test[key]}},
+                                "tfidf": {"tfidf": {"test_acc": 0.9}},
+                                "train": {"epoch": 3, "best_epoch": 2}}})
     return out
 
 
@@ -98,9 +100,9 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
     val = {"tiny-base": 0.90, "tiny-dropout-0.0": 0.91, "tiny-depth-2": 0.95}
     test = {"tiny-base": 0.90, "tiny-dropout-0.0": 0.99, "tiny-depth-2": 0.93}
     exps = fake_experiments(study, val, test)
-    final = {"name": "tiny-final", "rev": "f", "state": "success", "params": {},
-             "metrics": {"eval": {"val_acc": 0.951, "test_acc": 0.931, "test_subsampled": False,
-                                  "tfidf_logreg": {"test_acc": 0.9}}}}
+    final = {"name": "tiny-final", "rev": "f", "kind": "experiment", "state": "success", "params": {},
+             "metrics": {"eval": {"val": {"acc": 0.951}, "test": {"acc": 0.931, "subsampled": False}},
+                         "tfidf": {"tfidf": {"test_acc": 0.9}}}}
     monkeypatch.setattr(study_mod, "experiments", lambda all_commits=False: [*exps, final])
     monkeypatch.setattr(report_mod, "experiments", lambda all_commits=False: [*exps, final])
     curve = [{"epoch": 1.0, "train_loss": 1.0, "val_loss": 0.9, "val_acc": 0.5},
@@ -108,7 +110,7 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
     monkeypatch.setattr(report_mod, "_loss_curves", lambda rev: curve)
 
     best = select_best(study)
-    assert best["config"] == {"train.dropout": 0.5, "train.depth": 2}
+    assert best["config"] == {"han.dropout": 0.5, "han.depth": 2}
     assert best["overrides"]["train.seed"] == 1 and best["overrides"]["data.name"] == "r8"
     assert best["val_acc"] == pytest.approx(0.95 + 0.0015)
 
@@ -118,9 +120,9 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
     text = files["README.md"].decode()
     assert "| `2` | 2 | 95.15 ± 0.07 | 93.00 ± 0.00 |" in text
     assert "**test accuracy 93.10 %**" in text
-    assert "**train.depth**: best on validation is `2`" in text
+    assert "**han.depth**: best on validation is `2`" in text
     summary = json.loads((workdir / "metrics/study_tiny.json").read_text())
-    assert summary["final_test_acc"] == 0.931 and summary["best_config"]["train.depth"] == 2
+    assert summary["final_test_acc"] == 0.931 and summary["best_config"]["han.depth"] == 2
 
     report_mod.write_report(study, workdir / "reports", workdir / "metrics")  # again: nothing changes
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == files
@@ -131,10 +133,11 @@ def test_compare_takes_the_best_validation_run_per_arch(tmp_path: Path,
     import bertclf.compare as compare_mod
 
     def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8") -> dict[str, Any]:
-        return {"name": name, "rev": name, "state": "success",
+        return {"name": name, "rev": name, "kind": "workspace" if name == "workspace" else "experiment",
+                "state": "success",
                 "params": {"data": {"name": dataset}, "split": {"seed": 42}, "train": {"arch": arch}},
-                "metrics": {"eval": {"val_acc": val, "test_acc": test,
-                                     "tfidf_logreg": {"val_acc": 0.95, "test_acc": 0.96}}}}
+                "metrics": {"eval": {"val": {"acc": val}, "test": {"acc": test}},
+                            "tfidf": {"tfidf": {"val_acc": 0.95, "test_acc": 0.96}}}}
 
     exps = [exp("a", "han", 0.97, 0.95), exp("b", "han", 0.98, 0.94), exp("c", "cnn", 0.93, 0.99),
             exp("d", "finetune", 0.99, 0.98), exp("e", "han", 0.999, 0.999, dataset="webkb")]

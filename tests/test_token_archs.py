@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import bertclf.training as training
+import bertclf.checkpoints as checkpoints
 from bertclf.classifier import load_classifier
 from bertclf.evaluation import evaluate
 from bertclf.features import FeaturizeConfig, featurize
@@ -20,7 +20,7 @@ from bertclf.model_inputs import Inputs
 from bertclf.models import Batch, ModelConfig, build_model
 from bertclf.pretrain import PretrainConfig, pretrain
 from bertclf.tokenization import TokenizeConfig, tokenize_splits
-from bertclf.training import TrainConfig, train
+from tests.conftest import run_train
 
 GOOD = ["good", "great", "excellent", "amazing", "wonderful", "perfect", "loved", "beautiful", "fine", "nice"]
 BAD = ["bad", "worst", "awful", "terrible", "boring", "poor", "hate", "worse"]
@@ -46,25 +46,26 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Inp
         pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": [review(rng, y) for y in labels],
                       "label": labels}).to_parquet(split / f"{name}.parquet", index=False)
     (split / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"], "test_subsampled": False}))
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", root / "tokenize.json",
-                    TokenizeConfig(max_length=32))
-    featurize(root / "tokens", tiny_bert_dir, root / "features", root / "featurize.json", FeaturizeConfig(),
-              needed=False)
+    tokenize_splits(split, tiny_bert_dir, root / "tokens", TokenizeConfig(max_length=32))
+    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(), needed=False)
     return Inputs(root / "features", root / "tokens", tiny_bert_dir)
 
 
-def run(inputs: Inputs, out: Path, **kw: object) -> dict:
-    cfg = TrainConfig(**{"batch_size": 16, "epochs": 3, "patience": 10, "log_every": 2, **kw})
-    return train(cfg, inputs, out / "model", out / "ckpt", out / "train.json", out / "plots")
+def run(inputs: Inputs, out: Path, knobs: dict | None = None, **train: object) -> dict:
+    arch = str(train.get("arch", "han"))
+    return run_train(inputs, out, train={"batch_size": 16, "epochs": 3, "patience": 10, **train},
+                     runtime={"log_every": 2}, **{arch: knobs or {}})
 
 
-@pytest.mark.parametrize(("arch", "kw"), [
-    ("finetune", {"lr": 2e-3, "epochs": 6, "layer_lr_decay": 0.9, "lr_decay": "linear", "warmup_ratio": 0.1}),
-    ("cnn", {"lr": 5e-3, "embedding_dim": 16, "num_filters": 8, "dropout": 0.1}),
-    ("rnn", {"lr": 1e-2, "embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+@pytest.mark.parametrize(("arch", "kw", "knobs"), [
+    ("finetune", {"lr": 2e-3, "epochs": 6, "lr_decay": "linear", "warmup_ratio": 0.1},
+     {"layer_lr_decay": 0.9}),
+    ("cnn", {"lr": 5e-3}, {"embedding_dim": 16, "num_filters": 8, "dropout": 0.1}),
+    ("rnn", {"lr": 1e-2}, {"embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
 ])
-def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: str, kw: dict) -> None:
-    report = run(inputs, tmp_path, arch=arch, **kw)
+def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: str, kw: dict,
+                                          knobs: dict) -> None:
+    report = run(inputs, tmp_path, knobs, arch=arch, **kw)
     assert report["best_val_acc"] >= 0.85, report  # sentiment words decide the label; chance is 0.5
     _, config = load_classifier(tmp_path / "model")
     assert config["model"]["arch"] == arch
@@ -72,32 +73,34 @@ def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: 
         for f in ("config.json", "model.safetensors", "tokenizer.json", "bertclf.json", "labels.json"):
             assert (tmp_path / "model" / f).is_file(), f
     result = evaluate(tmp_path / "model", inputs, inputs.tokens.parent / "split", tmp_path / "eval.json",
-                      tmp_path / "plots")
+                      tmp_path / "eval")
     assert result["val_acc"] == report["best_val_acc"]  # the saved model is the best epoch's
 
 
 def test_featurize_skips_the_encoder_for_token_archs(inputs: Inputs) -> None:
     assert not list(inputs.features.glob("*.npy"))
-    assert json.loads((inputs.features.parent / "featurize.json").read_text())["skipped"] is True
+    assert json.loads((inputs.features / "meta.json").read_text())["skipped"]
 
 
 def test_resume_equals_uninterrupted_for_finetune(inputs: Inputs, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    kw = {"arch": "finetune", "lr": 3e-3, "dropout": 0.1, "layer_lr_decay": 0.9, "grad_accum": 2}
-    whole = run(inputs, tmp_path / "whole", **kw)
-    real_save = training.save_checkpoint
+    kw = {"arch": "finetune", "lr": 3e-3, "grad_accum": 2}
+    knobs = {"layer_lr_decay": 0.9}
+    whole = run(inputs, tmp_path / "whole", knobs, **kw)
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(path: Path, *args: object, **kwargs: object) -> None:
         real_save(path, *args, **kwargs)
         if path.name == "epoch_1":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run(inputs, tmp_path / "killed", **kw)
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
-    resumed = run(inputs, tmp_path / "killed", **kw)
-    timing = ("train_seconds", "train_docs_per_s")
+        run(inputs, tmp_path / "killed", knobs, **kw)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    resumed = run(inputs, tmp_path / "killed", knobs, **kw)
+    assert resumed["resumed_from_epoch"] == 1
+    timing = ("train_seconds", "train_docs_per_s", "resumed_from_epoch", "key_seconds")
     assert {k: v for k, v in resumed.items() if k not in timing} == {
         k: v for k, v in whole.items() if k not in timing}
     a, b = (load_file(tmp_path / d / "model/model.safetensors") for d in ("whole", "killed"))
@@ -141,17 +144,15 @@ def test_cnn_ignores_padding_and_handles_short_documents() -> None:
 
 def test_tiny_mlm_pretrain_lowers_held_out_loss_and_feeds_finetune(inputs: Inputs, tmp_path: Path) -> None:
     cfg = PretrainConfig(steps=40, lr=2e-3, batch_size=16, max_length=32, eval_fraction=0.1, seed=3)
-    report = pretrain(inputs.tokens, inputs.encoder, tmp_path / "pretrained", tmp_path / "pretrain.json", cfg)
+    report = pretrain(inputs.tokens, inputs.encoder, tmp_path / "pretrained", cfg)
     assert report["mlm_loss_after"] < report["mlm_loss_before"] - 0.5, report
-    assert json.loads((tmp_path / "pretrain.json").read_text()) == report
     pretrained = Inputs(inputs.features, inputs.tokens, tmp_path / "pretrained")
     result = run(pretrained, tmp_path / "ft", arch="finetune", lr=2e-3, epochs=1)
     assert result["epochs_run"] == 1
 
 
 def test_pretrain_with_zero_steps_passes_the_encoder_through(inputs: Inputs, tmp_path: Path) -> None:
-    report = pretrain(inputs.tokens, inputs.encoder, tmp_path / "p", tmp_path / "m.json",
-                      PretrainConfig(steps=0))
+    report = pretrain(inputs.tokens, inputs.encoder, tmp_path / "p", PretrainConfig(steps=0))
     assert report["skipped"] is True
     for f in inputs.encoder.iterdir():
         if f.is_file():

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bertclf.config import section_from
 from bertclf.errors import ConfigError
 from bertclf.tokenization import (
     SCHEMA,
@@ -234,20 +235,21 @@ def test_random_documents_invariants(tiny_tokenizer: Any, truncation: str) -> No
 # --- config ------------------------------------------------------------------------------------
 
 def test_config_from_params() -> None:
-    cfg = TokenizeConfig.from_params({"max_length": "128", "truncation": "tail", "head_tokens": 64,
-                                      "max_sentences": 10, "max_sentence_tokens": 20, "batch_size": 8})
+    cfg = section_from("tokenize", {"max_length": 128, "truncation": "tail", "head_tokens": 64,
+                                    "max_sentences": 10, "max_sentence_tokens": 20, "batch_size": 8})
     assert cfg == TokenizeConfig(128, "tail", 64, 10, 20, 8)
-    assert TokenizeConfig.from_params({}) == TokenizeConfig()
+    assert section_from("tokenize", {}) == TokenizeConfig()
 
 
 @pytest.mark.parametrize(("params", "key"), [
     ({"truncation": "middle"}, "tokenize.truncation"), ({"max_length": 2}, "tokenize.max_length"),
     ({"max_sentences": 0}, "sentence limits"), ({"truncation": "head_tail", "head_tokens": 300},
                                                 "tokenize.head_tokens"),
+    ({"max_length": "128"}, "tokenize.max_length"), ({"max_lenght": 128}, "tokenize.max_length"),
 ])
 def test_bad_config_names_the_key(params: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        TokenizeConfig.from_params(params)
+        section_from("tokenize", params)
 
 
 def test_slow_tokenizer_is_refused() -> None:
@@ -276,8 +278,7 @@ def write_split_dir(root: Path, n: int = 23) -> Path:
 def test_tokenize_splits_outputs(tiny_bert_dir: Path, tmp_path: Path) -> None:
     splits = write_split_dir(tmp_path / "split")
     cfg = TokenizeConfig(max_length=16, batch_size=4)
-    metrics = tmp_path / "m" / "tokenize.json"
-    report = tokenize_splits(splits, tiny_bert_dir, tmp_path / "tokens", metrics, cfg)
+    report = tokenize_splits(splits, tiny_bert_dir, tmp_path / "tokens", cfg)
     assert sorted(p.name for p in (tmp_path / "tokens").iterdir()) == [
         "meta.json", "test.parquet", "train.parquet", "val.parquet"]
     for name, rows in (("train", 23), ("val", 5), ("test", 9)):
@@ -294,7 +295,7 @@ def test_tokenize_splits_outputs(tiny_bert_dir: Path, tmp_path: Path) -> None:
         assert report["splits"][name]["tokens"] == sum(lengths)
     meta = json.loads((tmp_path / "tokens" / "meta.json").read_text())
     assert meta["labels"] == ["a", "b", "c"] and meta["tokenize"]["max_length"] == 16
-    metrics = json.loads(metrics.read_text())
+    metrics = report
     assert metrics["docs"] == 37 and metrics["max_length"] == 16 and metrics["truncation"] == "head"
     assert metrics["tokens"] == sum(s["tokens"] for s in metrics["splits"].values())
     assert {"docs_per_s", "tokens_per_s", "seconds"} <= set(metrics)
@@ -306,8 +307,7 @@ def test_batch_size_does_not_change_the_output(tiny_bert_dir: Path, tmp_path: Pa
     tables = []
     for bs in (1, 5, 1024):
         out = tmp_path / f"tok{bs}"
-        tokenize_splits(splits, tiny_bert_dir, out, tmp_path / f"m{bs}.json", TokenizeConfig(max_length=12,
-                                                                                            batch_size=bs))
+        tokenize_splits(splits, tiny_bert_dir, out, TokenizeConfig(max_length=12, batch_size=bs))
         tables.append(pq.read_table(out / "train.parquet"))
     assert tables[0].equals(tables[1]) and tables[0].equals(tables[2])
 
@@ -318,18 +318,15 @@ def test_tokenize_failure_leaves_previous_output(tiny_bert_dir: Path, tmp_path: 
     out = tmp_path / "tokens"
     out.mkdir()
     (out / "train.parquet").write_bytes(b"previous")
-    metrics = tmp_path / "tokenize.json"
     with pytest.raises(Exception, match="text"):
-        tokenize_splits(splits, tiny_bert_dir, out, metrics, TokenizeConfig(max_length=64))
+        tokenize_splits(splits, tiny_bert_dir, out, TokenizeConfig(max_length=64))
     assert sorted(p.name for p in out.iterdir()) == ["train.parquet"]
     assert (out / "train.parquet").read_bytes() == b"previous"
-    assert not metrics.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))]
 
 
 def test_max_length_above_the_encoders_limit_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
     splits = write_split_dir(tmp_path / "split")
     with pytest.raises(ConfigError, match="max_length"):  # the tiny encoder has 128 positions
-        tokenize_splits(splits, tiny_bert_dir, tmp_path / "tokens", tmp_path / "m.json",
-                        TokenizeConfig(max_length=256))
+        tokenize_splits(splits, tiny_bert_dir, tmp_path / "tokens", TokenizeConfig(max_length=256))
     assert not (tmp_path / "tokens").exists()

@@ -1,9 +1,15 @@
-"""The training recipe on a tiny setup: it learns, resumes exactly, fails clearly; evaluate agrees."""
+"""The training recipe on a tiny setup: it learns, resumes exactly (and only its own run), fails
+clearly; evaluate agrees with scikit-learn."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,13 +17,16 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score
 
-import bertclf.training as training
-from bertclf.evaluation import evaluate, load_predictions
+import bertclf.checkpoints as checkpoints
+from bertclf.evaluation import PREDICTIONS, evaluate, load_predictions
 from bertclf.model_inputs import Inputs
-from bertclf.training import TrainConfig, TrainingError, train
+from bertclf.training import TrainingError
+from tests.conftest import make_config, run_train
 from tests.featurefixtures import write_features
 
+REPO = Path(__file__).resolve().parents[1]
 SIZES = {"train": 240, "val": 60, "test": 60}
+RUN_FACTS = ("train_seconds", "train_docs_per_s", "resumed_from_epoch", "key_seconds")
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +34,33 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_features(tmp_path_factory.mktemp("features"), SIZES)
 
 
-def run(features: Path, out: Path, **kw: object) -> dict:
-    cfg = TrainConfig(**{"hidden": 8, "attention_dim": 8, "batch_size": 16, "epochs": 4, "patience": 10,
-                         "lr": 0.01, "log_every": 5, **kw})
-    inputs = Inputs(features, features, features)
-    return train(cfg, inputs, out / "model", out / "ckpt", out / "train.json", out / "plots")
+def run(features: Path, out: Path, **train: Any) -> dict:
+    arch = train.get("arch", "han")
+    knobs = {"hidden": 8, "attention_dim": 8, **train.pop("knobs", {})}
+    params = {"batch_size": 16, "epochs": 4, "patience": 10, "lr": 0.01, **train}
+    return run_train(Inputs(features, features, features), out, train=params, **{arch: knobs},
+                     runtime={"log_every": 5})
+
+
+def kill_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """The process dies right after it has written epoch `epoch`'s checkpoint."""
+    real_save = checkpoints.save_checkpoint
+
+    def save_then_die(path: Path, *args: object, **kw: object) -> None:
+        real_save(path, *args, **kw)
+        if path.name == f"epoch_{epoch}":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
+
+
+def interrupted(features: Path, out: Path, monkeypatch: pytest.MonkeyPatch, epoch: int, **train: Any) -> None:
+    with monkeypatch.context() as m:
+        kill_after_epoch(m, epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run(features, out, **train)
+    assert not (out / "model").exists()
+    assert not (out / "ckpt" / checkpoints.COMPLETE).exists()
 
 
 @pytest.mark.parametrize("arch", ["han", "bigru"])
@@ -37,53 +68,115 @@ def test_learns_and_writes_model_metrics_and_plots(features: Path, tmp_path: Pat
     report = run(features, tmp_path, arch=arch, lr_decay="cosine", warmup_ratio=0.1)
     assert report["best_val_acc"] > 0.8  # chance is 1/3
     for f in ("model/model.safetensors", "model/bertclf.json", "model/labels.json", "train.json",
-              "plots/loss.csv", "plots/steps.csv", "plots/loss.png", "ckpt/epoch_1", "ckpt/epoch_4"):
+              "plots/loss.png", "ckpt/epoch_1", "ckpt/epoch_4", f"ckpt/{checkpoints.COMPLETE}"):
         assert (tmp_path / f).exists(), f
-    rows = (tmp_path / "plots/loss.csv").read_text().splitlines()
-    assert rows[0] == "epoch,train_loss,val_loss,val_acc,lr,seconds" and len(rows) == 5
+    series = tmp_path / "plots" / "metrics"
+    for name in ("train/loss", "val/loss", "val/acc"):
+        rows = (series / f"{name}.tsv").read_text().splitlines()
+        assert rows[0] == f"step\t{name.split('/')[1]}" and [r.split("\t")[0] for r in rows[1:]] == [
+            "1", "2", "3", "4"], name
+    steps = (series / "steps" / "loss.tsv").read_text().splitlines()
+    assert [int(r.split("\t")[0]) for r in steps[1:]][:3] == [5, 10, 15]  # runtime.log_every
+    lrs = [float(r.split("\t")[1]) for r in (series / "steps" / "lr.tsv").read_text().splitlines()[1:]]
+    assert lrs[-1] < max(lrs)  # cosine decay
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert set(summary) == {"epoch", "best_epoch", "train", "val"} and summary["epoch"] == 4
+    assert summary["val"]["loss"] == report["final_val_loss"]
     config = json.loads((tmp_path / "model/bertclf.json").read_text())
     assert config["model"]["arch"] == arch and config["data"]["encoder"] == "synthetic"
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(features: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    whole = run(features, tmp_path / "whole", dropout=0.3, lr_decay="linear")
+    whole = run(features, tmp_path / "whole", knobs={"dropout": 0.3}, lr_decay="linear")
+    interrupted(features, tmp_path / "killed", monkeypatch, 2, knobs={"dropout": 0.3}, lr_decay="linear")
+    first_epochs = {f: (tmp_path / "killed/ckpt/epoch_1" / f).read_bytes() for f in ("model.safetensors",)}
+    resumed = run(features, tmp_path / "killed", knobs={"dropout": 0.3}, lr_decay="linear")
 
-    real_save = training.save_checkpoint
-
-    def save_then_die(path: Path, *args: object, **kw: object) -> None:
-        real_save(path, *args, **kw)
-        if path.name == "epoch_2":
-            raise KeyboardInterrupt  # the process is killed right after epoch 2's checkpoint
-
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run(features, tmp_path / "killed", dropout=0.3, lr_decay="linear")
-    assert not (tmp_path / "killed/model").exists()
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
-    resumed = run(features, tmp_path / "killed", dropout=0.3, lr_decay="linear")
-
-    timing = ("train_seconds", "train_docs_per_s")
-    assert {k: v for k, v in resumed.items() if k not in timing} == {
-        k: v for k, v in whole.items() if k not in timing}
+    assert resumed["resumed_from_epoch"] == 2 and whole["resumed_from_epoch"] == 0
+    assert {k: (tmp_path / "killed/ckpt/epoch_1" / k).read_bytes() for k in first_epochs} == first_epochs
+    assert {k: v for k, v in resumed.items() if k not in RUN_FACTS} == {
+        k: v for k, v in whole.items() if k not in RUN_FACTS}
     a, b = (load_file(tmp_path / d / "model/model.safetensors") for d in ("whole", "killed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    drop_seconds = [[c for c in line.split(",")[:-1]] for line in
-                    (tmp_path / "whole/plots/loss.csv").read_text().splitlines()]
-    assert drop_seconds == [[c for c in line.split(",")[:-1]] for line in
-                            (tmp_path / "killed/plots/loss.csv").read_text().splitlines()]
-    steps = [(tmp_path / d / "plots/steps.csv").read_text() for d in ("whole", "killed")]
-    assert steps[0] == steps[1]
+    for d in ("train.json", "plots/metrics/val/loss.tsv", "plots/metrics/steps/loss.tsv",
+              "plots/metrics/steps/lr.tsv"):
+        assert (tmp_path / "whole" / d).read_bytes() == (tmp_path / "killed" / d).read_bytes(), d
 
 
-def test_changed_config_does_not_resume_foreign_checkpoints(features: Path, tmp_path: Path) -> None:
-    run(features, tmp_path, epochs=2)
-    report = run(features, tmp_path, epochs=2, dropout=0.2)
-    assert report["epochs_run"] == 2
-    saved = torch.load(tmp_path / "ckpt/epoch_2/trainer_state.pt", weights_only=True)
-    assert saved["fingerprint"] == training.fingerprint(
-        TrainConfig(hidden=8, attention_dim=8, batch_size=16, epochs=2, patience=10, lr=0.01, log_every=5,
-                    dropout=0.2), Inputs(features, features, features))
+def test_a_finished_run_is_never_resumed(features: Path, tmp_path: Path) -> None:
+    first = run(features, tmp_path, epochs=2)
+    again = run(features, tmp_path, epochs=2)  # `dvc repro -f`: the same run, recomputed
+    assert first["resumed_from_epoch"] == 0 and again["resumed_from_epoch"] == 0
+    assert again["epochs_run"] == 2
+
+
+def test_changed_config_does_not_resume_foreign_checkpoints(features: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    interrupted(features, tmp_path, monkeypatch, 1, epochs=3)
+    report = run(features, tmp_path, epochs=3, knobs={"dropout": 0.2})
+    assert report["resumed_from_epoch"] == 0 and report["epochs_run"] == 3
+
+
+def test_changed_feature_contents_are_not_resumed(features: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same index, same config, other vectors (a pretrain change upstream): start from epoch 1."""
+    mine = tmp_path / "features"
+    shutil.copytree(features, mine)
+    interrupted(mine, tmp_path / "out", monkeypatch, 2, epochs=3)
+    vectors = np.load(mine / "train.npy")
+    np.save(mine / "train.npy", (vectors * 1.01).astype(vectors.dtype))
+    report = run(mine, tmp_path / "out", epochs=3)
+    assert report["resumed_from_epoch"] == 0
+
+    interrupted(mine, tmp_path / "same", monkeypatch, 2, epochs=3)  # control: unchanged inputs resume
+    assert run(mine, tmp_path / "same", epochs=3)["resumed_from_epoch"] == 2
+
+
+def test_a_changed_encoder_is_not_resumed(features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          tiny_bert_dir: Path) -> None:
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_bert_dir, encoder)
+    inputs = Inputs(features, features, encoder)
+    config = make_config(train={"epochs": 2})
+    before = checkpoints.resume_key(config, [features, encoder])
+    (encoder / "config.json").write_text((encoder / "config.json").read_text() + "\n")
+    assert checkpoints.resume_key(config, [features, encoder]) != before
+    assert checkpoints.resume_key(config, [inputs.features, inputs.encoder]) == checkpoints.resume_key(
+        config, [features, encoder])
+
+
+def key_with_sources(src: Path, features: Path) -> str:
+    """The resume key computed by the package in `src` (a copy of src/bertclf's tree)."""
+    code = ("from pathlib import Path; from bertclf.checkpoints import resume_key; "
+            "from bertclf.config import Config; "
+            f"print(resume_key(Config(), [Path({str(features)!r})]))")
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_change_to_the_model_code_changes_the_resume_key(features: Path, tmp_path: Path) -> None:
+    for name in ("same", "edited"):
+        shutil.copytree(REPO / "src" / "bertclf", tmp_path / name / "bertclf",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    models = tmp_path / "edited" / "bertclf" / "models.py"
+    models.write_text(models.read_text() + "\n# a change to the model code\n")
+    original = key_with_sources(REPO / "src", features)
+    assert key_with_sources(tmp_path / "same", features) == original
+    assert key_with_sources(tmp_path / "edited", features) != original
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(features: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    run(features, tmp_path / "whole", epochs=3)
+    interrupted(features, tmp_path / "killed", monkeypatch, 2, epochs=3)
+    (tmp_path / "killed/ckpt/epoch_2" / checkpoints.STATE).write_bytes(b"")
+    resumed = run(features, tmp_path / "killed", epochs=3)
+    assert resumed["resumed_from_epoch"] == 1
+    a, b = (load_file(tmp_path / d / "model/model.safetensors") for d in ("whole", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_early_stopping_stops_after_patience(features: Path, tmp_path: Path) -> None:
@@ -115,11 +208,19 @@ def test_evaluate_agrees_with_sklearn_on_saved_predictions(features: Path, tmp_p
                       "text": [f"{words[y]} movie {rng.integers(9)}" for y in labels],
                       "label": labels}).to_parquet(splits / f"{name}.parquet")
     inputs = Inputs(features, features, features)
-    report = evaluate(tmp_path / "model", inputs, splits, tmp_path / "eval.json", tmp_path / "plots")
-    predictions = load_predictions(tmp_path / "plots/confusion_test.csv")
+    report = evaluate(tmp_path / "model", inputs, splits, tmp_path / "eval.json", tmp_path / "eval")
+    predictions = load_predictions(tmp_path / "eval" / PREDICTIONS)
     assert len(predictions) == SIZES["test"]
     assert report["test_acc"] == round(accuracy_score(predictions["actual"], predictions["predicted"]), 5)
-    assert report["tfidf_logreg"]["test_acc"] == 1.0  # the words give the label away
     assert set(report["test_per_class"]) == {"class0", "class1", "class2"}
-    assert (tmp_path / "plots/confusion_test.png").stat().st_size > 0
-    assert json.loads((tmp_path / "eval.json").read_text())["test_subsampled"] is False
+    assert (tmp_path / "eval/confusion_test.png").stat().st_size > 0
+    scores = json.loads((tmp_path / "eval.json").read_text())
+    assert scores == {"val": {"acc": report["val_acc"], "macro_f1": report["val_macro_f1"]},
+                      "test": {"acc": report["test_acc"], "macro_f1": report["test_macro_f1"],
+                               "subsampled": False}}
+    confusion = json.loads((tmp_path / "eval/sklearn/confusion_test.json").read_text())
+    assert [(c["actual"], c["predicted"]) for c in confusion] == list(
+        zip(predictions["actual"], predictions["predicted"], strict=True))
+    per_class = json.loads((tmp_path / "eval/custom/per_class_f1.json").read_text())
+    assert {r["class"]: r["f1"] for r in per_class} == {
+        k: v["f1"] for k, v in report["test_per_class"].items()}

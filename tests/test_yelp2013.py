@@ -17,12 +17,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bertclf.config import DataConfig, SplitConfig
 from bertclf.datasets import YELP_REVIEWS, download_dataset, recipe
 from bertclf.errors import ArtifactNotFound, DataError
 from bertclf.splitting import make_splits
 
-SPLIT = {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 1, "max_train": None, "max_test": None,
-         "dedupe": True, "empty_texts": "drop"}
+YELP = DataConfig(name="yelp2013")
+SPLIT = {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 1}
 
 
 def review(review_id: str, stars: Any, text: str) -> dict[str, Any]:
@@ -55,13 +56,13 @@ def test_recipe_with_small_files(tmp_path: Path, suffix: str) -> None:
     test = [review(f"t{i}", i % 5 + 1, f"test review {i}") for i in range(10)]
     files = {"test": write_jsonl(tmp_path / "test.json", test),
              "reviews": write_jsonl(tmp_path / (YELP_REVIEWS + suffix), pool_records(["t0", "t3", "t7"]))}
-    raw = recipe({"name": "yelp2013"}).load(tmp_path, files, {"name": "yelp2013"})
+    raw = recipe(YELP).load(tmp_path, files, YELP)
     assert raw.test["id"].tolist() == [f"t{i}" for i in range(10)]
     assert len(raw.train) == 50
     assert not raw.train["id"].isin({"t0", "t3", "t7"}).any()
     assert raw.train["text"].str.contains("Second paragraph").all()
 
-    splits = make_splits(raw, SPLIT)
+    splits = make_splits(raw, SplitConfig(**SPLIT))
     assert splits.labels == ["1", "2", "3", "4", "5"]
     stars = {r["review_id"]: r["stars"] for r in [*test, *pool_records([])]}
     for df in (splits.train, splits.val, splits.test):
@@ -79,7 +80,7 @@ def test_stars_outside_1_to_5_are_errors(tmp_path: Path, stars: Any) -> None:
     files = {"test": write_jsonl(tmp_path / "test.json", test),
              "reviews": write_jsonl(tmp_path / YELP_REVIEWS, pool)}
     with pytest.raises(DataError) as err:
-        recipe({"name": "yelp2013"}).load(tmp_path, files, {"name": "yelp2013"})
+        recipe(YELP).load(tmp_path, files, YELP)
     assert YELP_REVIEWS in str(err.value)
     assert "line 3" in str(err.value)
 
@@ -90,7 +91,7 @@ def test_malformed_review_line_names_file_and_line(tmp_path: Path) -> None:
     body = json.dumps(review("p0", 4, "ok")) + "\n" + '{"review_id": "p1", "stars": 2, "text": "cut\n'
     files["reviews"].write_bytes(gzip.compress(body.encode()))
     with pytest.raises(DataError, match="malformed JSON") as err:
-        recipe({"name": "yelp2013"}).load(tmp_path, files, {"name": "yelp2013"})
+        recipe(YELP).load(tmp_path, files, YELP)
     assert YELP_REVIEWS + ".gz, line 2" in str(err.value)
 
 
@@ -168,5 +169,5 @@ def test_review_file_without_mirror_and_without_data_path(tmp_path: Path,
 
     monkeypatch.setattr(resolve.urllib.request, "urlopen", urlopen)
     with pytest.raises(ArtifactNotFound, match=r"test\.json"):
-        download_dataset({"name": "yelp2013"}, tmp_path / "raw")
+        download_dataset(YELP, tmp_path / "raw")
     assert not (tmp_path / "raw").exists()

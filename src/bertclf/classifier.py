@@ -10,9 +10,10 @@ from typing import Any
 from safetensors.torch import load_file
 from torch import nn
 
+from bertclf.config import FEATURE_ARCHS
 from bertclf.errors import BertclfError
 from bertclf.finetune import TOKENIZER_FILES
-from bertclf.models import FEATURE_ARCHS, ModelConfig, build_model
+from bertclf.models import ModelConfig, build_model
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"

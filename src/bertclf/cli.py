@@ -65,9 +65,9 @@ def compare(
 ) -> None:
     """Table and bar chart of test accuracy per model (tfidf, cnn, rnn, bigru, han, finetune)."""
     from bertclf.compare import write_compare
-    from bertclf.params import load_params
+    from bertclf.config import load_config
 
-    name = dataset or load_params()["data"]["name"]
+    name = dataset or _user_errors(load_config).data.name
     out = _user_errors(lambda: write_compare(name))
     typer.echo(out.read_text())
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bertclf.atomic import atomic_path
+from bertclf.config import ARCHS
 from bertclf.errors import BertclfError
-from bertclf.models import ARCHS
 from bertclf.plotting import write_csv
-from bertclf.study import experiments
+from bertclf.study import experiments, score
 
 ORDER = ("tfidf", "cnn", "rnn", "bigru", "han", "finetune")
 
@@ -25,24 +25,25 @@ def _split_key(params: dict[str, Any]) -> str:
 
 
 def compare_rows(dataset: str) -> list[dict[str, Any]]:
-    """Best-on-validation experiment per arch on `dataset`, plus the TF-IDF floor."""
+    """Best-on-validation run per arch on `dataset` (the workspace, commits and experiments), plus
+    the TF-IDF floor."""
     best: dict[str, dict[str, Any]] = {}
     for exp in experiments(all_commits=True):
-        params, ev = exp["params"], exp["metrics"].get("eval", {})
-        if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or "test_acc" not in ev:
+        params = exp["params"]
+        test_acc = score(exp, "eval", "test", "acc")
+        if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or test_acc is None:
             continue
         arch = params.get("train", {}).get("arch")
-        row = {"arch": arch, "experiment": exp["name"], "val_acc": ev.get("val_acc"),
-               "test_acc": ev["test_acc"],
-               "test_subsampled": ev.get("test_subsampled", False), "split": _split_key(params),
-               "max_train": params.get("split", {}).get("max_train")}
+        row = {"arch": arch, "experiment": exp["name"], "val_acc": score(exp, "eval", "val", "acc"),
+               "test_acc": test_acc, "test_subsampled": bool(score(exp, "eval", "test", "subsampled")),
+               "split": _split_key(params), "max_train": params.get("split", {}).get("max_train")}
         if arch in ARCHS and (arch not in best or (row["val_acc"], row["experiment"]) >
                               (best[arch]["val_acc"], best[arch]["experiment"])):
             best[arch] = row
-        tfidf = (ev.get("tfidf_logreg") or {}).get("test_acc")
-        if tfidf is not None and ("tfidf" not in best or exp["name"] < best["tfidf"]["experiment"]):
-            best["tfidf"] = {**row, "arch": "tfidf", "val_acc": ev["tfidf_logreg"].get("val_acc"),
-                             "test_acc": tfidf}
+        tfidf = score(exp, "tfidf", "tfidf")
+        if tfidf and ("tfidf" not in best or exp["name"] < best["tfidf"]["experiment"]):
+            best["tfidf"] = {**row, "arch": "tfidf", "val_acc": tfidf.get("val_acc"),
+                             "test_acc": tfidf.get("test_acc")}
     return [best[a] for a in ORDER if a in best]
 
 

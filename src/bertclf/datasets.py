@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from bertclf.atomic import atomic_path, write_json
+from bertclf.config import DataConfig
 from bertclf.errors import ConfigError, DataError
 from bertclf.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
 from bertclf.resolve import Artifact, Source, locate, sha256_of
@@ -69,13 +70,13 @@ def _tsv_file(folder: str, name: str, sha: str) -> Artifact:
 
 
 def _load_label_tsv(name: str) -> Callable[[Path, dict[str, Path], dict[str, Any]], RawDataset]:
-    def load(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+    def load(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
         return RawDataset(name, read_label_tsv(files["train"]), read_label_tsv(files["test"]),
                           train_file=files["train"].name, test_file=files["test"].name)
     return load
 
 
-def _load_rotten_tomatoes(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+def _load_rotten_tomatoes(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
     df = read_table(files["corpus"], "text", "category")
     df = df[df["label"].isin(["fresh", "rotten"])].reset_index(drop=True)
     return RawDataset("rotten_tomatoes", df, None, labels=["fresh", "rotten"],
@@ -85,7 +86,7 @@ def _load_rotten_tomatoes(raw: Path, files: dict[str, Path], data: dict[str, Any
 _IMDB_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
-def _load_imdb(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+def _load_imdb(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
     """Read reviews straight from the archive (nothing is extracted, so no path traversal)."""
     archive = files["archive"]
     rows: dict[str, list] = {"train": [], "test": []}
@@ -119,7 +120,7 @@ def _yelp_stars(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df
 
 
-def _load_yelp2013(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
+def _load_yelp2013(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
     """The original protocol: test = test.json; train/val from the review file minus test ids."""
     test = _yelp_stars(read_jsonl(files["test"], "text", "stars", "review_id"), files["test"])
     pool = _yelp_stars(read_jsonl(files["reviews"], "text", "stars", "review_id"), files["reviews"])
@@ -136,18 +137,19 @@ def _read_user_file(copy: Path, original: str, tc: str | None, lc: str | None) -
         raise DataError(exc.detail, original, exc.line) from None
 
 
-def _load_file(raw: Path, files: dict[str, Path], data: dict[str, Any]) -> RawDataset:
-    tc, lc = data.get("text_column"), data.get("label_column")
-    train = _read_user_file(files["train"], str(data["path"]), tc, lc)
-    test = _read_user_file(files["test"], str(data["test_path"]), tc, lc) if "test" in files else None
+def _load_file(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
+    tc, lc = data.text_column, data.label_column
+    train = _read_user_file(files["train"], str(data.path), tc, lc)
+    test = _read_user_file(files["test"], str(data.test_path), tc, lc) if "test" in files else None
     return RawDataset("file", train, test, train_file=files["train"].name,
                       test_file=files["test"].name if "test" in files else "")
 
 
-def _yelp_reviews_artifact(data: dict[str, Any]) -> Artifact:
-    sources = (Source(str(data["path"])),) if data.get("path") else ()
+def _yelp_reviews_artifact(data: DataConfig) -> Artifact:
+    # your own file (data.path) wins over the mirror's copy
+    sources = (Source(str(data.path)),) if data.path else ()
     return Artifact(
-        "yelp2013", YELP_REVIEWS, sources=sources,
+        "" if data.path else "yelp2013", YELP_REVIEWS, sources=sources,
         alternates=(YELP_REVIEWS + ".gz", YELP_REVIEWS + ".xz"),
         hint=(
             f"yelp2013 needs {YELP_REVIEWS} from the 2013 Yelp Phoenix academic dataset "
@@ -158,17 +160,23 @@ def _yelp_reviews_artifact(data: dict[str, Any]) -> Artifact:
     )
 
 
-def recipe(data: dict[str, Any]) -> Recipe:
+def user_files(data: DataConfig) -> dict[str, str]:
+    """The params keys naming files of your own that `data.name` reads, with their values."""
+    keys = {"file": ("path", "test_path"), "yelp2013": ("path",)}.get(data.name, ())
+    return {f"data.{k}": getattr(data, k) for k in keys if getattr(data, k)}
+
+
+def recipe(data: DataConfig) -> Recipe:
     """The recipe for `data.name`, built from the `data` params."""
-    name = data.get("name")
+    name = data.name
     if name == "file":
-        if not data.get("path"):
+        if not data.path:
             raise ConfigError(
                 "params.yaml: data.name=file needs data.path (csv, tsv, jsonl or parquet)"
             )
-        files = {"train": Artifact("", "", sources=(Source(str(data["path"])),))}
-        if data.get("test_path"):
-            files["test"] = Artifact("", "", sources=(Source(str(data["test_path"])),))
+        files = {"train": Artifact("", "", sources=(Source(str(data.path)),))}
+        if data.test_path:
+            files["test"] = Artifact("", "", sources=(Source(str(data.test_path)),))
         return Recipe("file", "your own labelled file", files, _load_file)
     if name not in RECIPES:
         raise ConfigError(
@@ -246,7 +254,7 @@ def _stored_name(role: str, found: Path, art: Artifact) -> str:
     return role + "".join(found.suffixes[-2:]) if found.suffixes else role
 
 
-def download_dataset(data: dict[str, Any], out: Path, mirror: Path | None = None) -> dict[str, Any]:
+def download_dataset(data: DataConfig, out: Path, mirror: Path | None = None) -> dict[str, Any]:
     """Fetch every file of the recipe into `out` (atomically, all or nothing)."""
     made = recipe(data)
     manifest: dict[str, Any] = {"dataset": made.name, "files": {}}
@@ -263,15 +271,15 @@ def download_dataset(data: dict[str, Any], out: Path, mirror: Path | None = None
     return manifest
 
 
-def load_raw(raw: Path, data: dict[str, Any]) -> RawDataset:
+def load_raw(raw: Path, data: DataConfig) -> RawDataset:
     """Read the files `download` put in `raw` with the recipe of `data.name`."""
     manifest_path = raw / MANIFEST
     if not manifest_path.exists():
         raise DataError("no manifest.json: run the download stage first", raw)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if manifest["dataset"] != data.get("name"):
+    if manifest["dataset"] != data.name:
         raise ConfigError(
-            f"{raw} holds {manifest['dataset']!r} but data.name is {data.get('name')!r}: run `dvc repro`"
+            f"{raw} holds {manifest['dataset']!r} but data.name is {data.name!r}: run `dvc repro`"
         )
     files = {role: raw / info["file"] for role, info in manifest["files"].items()}
     return recipe(data).load(raw, files, data)

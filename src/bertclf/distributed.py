@@ -37,6 +37,11 @@ class Dist:
             dist.barrier()
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a plain single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed() -> Dist:
     """Join the process group torchrun describes in the environment, if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

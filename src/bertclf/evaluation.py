@@ -1,4 +1,9 @@
-"""Evaluate the saved best model on validation and test; TF-IDF + logistic regression beside it."""
+"""Evaluate the saved best model on validation and test.
+
+Scores go to the stage's metrics file through dvclive (`bertclf.live`); its plot data (the test
+confusion matrix, per-class F1, validation and test accuracy) under ``plots/eval/``, beside a
+PNG of the confusion matrix and the per-document test predictions.
+"""
 
 from __future__ import annotations
 
@@ -6,80 +11,80 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-from sklearn.pipeline import make_pipeline
 
-from bertclf.atomic import write_json
 from bertclf.classifier import load_classifier
+from bertclf.live import StageLive
 from bertclf.model_inputs import Inputs, batch_maker, open_split
 from bertclf.plotting import plot_confusion, write_csv
 from bertclf.training import predict_logits, resolve_device
 
-
-def tfidf_baseline(splits_dir: Path, seed: int = 0) -> dict[str, float]:
-    """The classic floor: word uni+bigram TF-IDF and logistic regression on the same train split."""
-    train = pd.read_parquet(splits_dir / "train.parquet")
-    pipe = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000),
-        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
-    )
-    pipe.fit(train["text"], train["label"])
-    out = {}
-    for split in ("val", "test"):
-        df = pd.read_parquet(splits_dir / f"{split}.parquet")
-        out[f"{split}_acc"] = round(float(accuracy_score(df["label"], pipe.predict(df["text"]))), 5)
-    return out
+PREDICTIONS = "predictions_test.csv"
 
 
 def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, plots: Path,
-             batch_size: int = 256) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class scores, confusion matrix and throughput of the saved model."""
+             batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores, confusion matrix and throughput of the saved model.
+
+    Returns the whole report; the scores are also the stage's metrics file.
+    """
     model, config = load_classifier(model_dir)
     arch = config["model"]["arch"]
     meta = config["data"]
     labels = [str(x) for x in meta.get("labels", [])]
-    device = resolve_device(config["train"].get("device", "auto"))
-    model.to(device)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
     make = batch_maker(arch, config["model"].get("pad_id", 0), max(config["model"].get("filter_widths", [1])))
+    live = StageLive(metrics, plots)
     report: dict[str, Any] = {"arch": arch}
     for split in ("val", "test"):
         store = open_split(arch, inputs, split)
         t0 = time.perf_counter()
-        logits = predict_logits(model, store, make, batch_size, device)
+        logits = predict_logits(model, store, make, batch_size, torch_device)
         seconds = time.perf_counter() - t0
         pred = logits.argmax(1)
-        report[f"{split}_acc"] = round(float(accuracy_score(store.labels, pred)), 5)
-        report[f"{split}_macro_f1"] = round(float(f1_score(store.labels, pred, average="macro",
-                                                           labels=range(len(labels)), zero_division=0)), 5)
+        acc = round(float(accuracy_score(store.labels, pred)), 5)
+        f1 = round(float(f1_score(store.labels, pred, average="macro", labels=range(len(labels)),
+                                  zero_division=0)), 5)
+        report[f"{split}_acc"], report[f"{split}_macro_f1"] = acc, f1
+        live.log_metric(f"{split}/acc", acc, plot=False)
+        live.log_metric(f"{split}/macro_f1", f1, plot=False)
         if split == "test":
-            p, r, f, support = precision_recall_fscore_support(store.labels, pred, labels=range(len(labels)),
-                                                               zero_division=0)
-            report["test_per_class"] = {
-                name: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                       "f1": round(float(f[i]), 4), "support": int(support[i])}
-                for i, name in enumerate(labels)
-            }
+            report.update(score_test(store, pred, labels, arch, acc, live, plots))
             # the model alone, from precomputed features (han, bigru) or token ids (the rest)
             report["test_docs_per_s"] = round(len(store) / seconds, 1)
-            report["test_rows"] = len(store)
-            report["test_subsampled"] = bool(meta.get("test_subsampled", False))
-            rows = [{"id": i, "actual": labels[a], "predicted": labels[b]}
-                    for i, a, b in zip(store.ids, store.labels, pred, strict=True)]
-            write_csv(plots / "confusion_test.csv", rows, ["id", "actual", "predicted"])
-            matrix = confusion_matrix(store.labels, pred, labels=range(len(labels)))
-            plot_confusion(matrix, labels, plots / "confusion_test.png",
-                           title=f"{arch} on test (acc {report['test_acc']:.3f})")
-    report["tfidf_logreg"] = tfidf_baseline(splits_dir)
-    report["beats_tfidf"] = report["test_acc"] > report["tfidf_logreg"]["test_acc"]
-    write_json(metrics, report)
+    report["test_subsampled"] = bool(meta.get("test_subsampled", False))
+    report["test_rows_full"] = meta.get("test_rows_full", report["test_rows"])
+    live.summary["test"]["subsampled"] = report["test_subsampled"]
+    live.log_plot("accuracy", [{"split": "validation", "accuracy": report["val_acc"]},
+                               {"split": "test", "accuracy": report["test_acc"]}], x="accuracy", y="split")
+    live.end()
     return report
+
+
+def score_test(store: Any, pred: np.ndarray, labels: list[str], arch: str, acc: float, live: StageLive,
+                plots: Path) -> dict[str, Any]:
+    """Per-class scores, the confusion matrix (dvclive data and a PNG) and the test predictions."""
+    p, r, f, support = precision_recall_fscore_support(store.labels, pred, labels=range(len(labels)),
+                                                       zero_division=0)
+    per_class = {name: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+                        "f1": round(float(f[i]), 4), "support": int(support[i])}
+                 for i, name in enumerate(labels)}
+    live.log_plot("per_class_f1", [{"class": name, "f1": scores["f1"], "support": scores["support"]}
+                                   for name, scores in per_class.items()], x="f1", y="class")
+    actual = [labels[a] for a in store.labels]
+    predicted = [labels[b] for b in pred]
+    live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion_test.json")
+    write_csv(plots / PREDICTIONS, [{"id": i, "actual": a, "predicted": b}
+                                    for i, a, b in zip(store.ids, actual, predicted, strict=True)],
+              ["id", "actual", "predicted"])
+    matrix = confusion_matrix(store.labels, pred, labels=range(len(labels)))
+    plot_confusion(matrix, labels, plots / "confusion_test.png", title=f"{arch} on test (acc {acc:.3f})")
+    return {"test_per_class": per_class, "test_rows": len(store)}
 
 
 def load_predictions(path: Path) -> pd.DataFrame:
     """The saved test predictions (id, actual, predicted) written by `evaluate`."""
     return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-

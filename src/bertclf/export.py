@@ -27,10 +27,11 @@ from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.classifier import CONFIG, ENCODER, WEIGHTS, load_classifier, read_config
+from bertclf.config import FEATURE_ARCHS
 from bertclf.errors import BertclfError
 from bertclf.features import encoder_vectors, load_encoder
 from bertclf.finetune import TOKENIZER_FILES
-from bertclf.models import FEATURE_ARCHS, Batch
+from bertclf.models import Batch
 from bertclf.predictor import ENCODER_ONNX_FILE, ONNX_FILE, TextClassifier, import_onnxruntime
 
 EXPORTABLE = ("finetune", "cnn", "han", "bigru")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +27,9 @@ import pyarrow.parquet as pq
 import torch
 
 from bertclf.atomic import atomic_path, write_json
-from bertclf.errors import ConfigError
-from bertclf.params import choice
+from bertclf.config import FeaturizeConfig
 
-LAYERS = ("last", "mean_last_4", "sum_last_4", "concat_last_4")
 INDEX_SUFFIX = ".index.parquet"
-
-
-@dataclass(frozen=True)
-class FeaturizeConfig:
-    layers: str = "last"
-    max_batch_tokens: int = 8192  # padded tokens per forward pass
-    threads: int = 0  # 0: torch's default
-
-    @classmethod
-    def from_params(cls, p: dict[str, Any]) -> FeaturizeConfig:
-        cfg = cls(
-            layers=choice(p.get("layers", "last"), "featurize.layers", LAYERS),
-            max_batch_tokens=int(p.get("max_batch_tokens", 8192)),
-            threads=int(p.get("threads", 0) or 0),
-        )
-        if cfg.max_batch_tokens < 1:
-            raise ConfigError("params.yaml: featurize.max_batch_tokens must be positive")
-        return cfg
 
 
 def load_encoder(encoder_dir: Path, device: str = "cpu") -> torch.nn.Module:
@@ -173,9 +152,10 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     }
 
 
-def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, metrics: Path, cfg: FeaturizeConfig,
-              encoder_name: str = "", needed: bool = True) -> dict[str, Any]:
-    """Featurize every tokenized split in `tokens_dir` into `out` (atomically).
+def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConfig, encoder_name: str = "",
+              needed: bool = True, threads: int = 0) -> dict[str, Any]:
+    """Featurize every tokenized split in `tokens_dir` into `out` (atomically); return the counts
+    and throughput.
 
     With `needed` false (an arch that reads token ids), only the metadata is written: no
     encoder pass, and DVC keeps the features of earlier runs in its cache for when they return.
@@ -183,16 +163,15 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, metrics: Path, cfg
     if not needed:
         with atomic_path(out, is_dir=True) as tmp:
             write_json(tmp / "meta.json", {"skipped": "the arch reads token ids, not features"})
-        report = {"skipped": True, "docs": 0, "tokens": 0, "bytes": 0}
-        write_json(metrics, report)
-        return report
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        return {"skipped": True, "docs": 0, "tokens": 0, "bytes": 0}
+    if threads:
+        torch.set_num_threads(threads)
     model = load_encoder(encoder_dir)
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tok_meta_path = tokens_dir / "meta.json"
     tok_meta = json.loads(tok_meta_path.read_text()) if tok_meta_path.exists() else {}
-    report: dict[str, Any] = {"layers": cfg.layers, "threads": torch.get_num_threads(), "splits": {}}
+    report: dict[str, Any] = {"skipped": False, "layers": cfg.layers, "threads": torch.get_num_threads(),
+                              "splits": {}}
     with atomic_path(out, is_dir=True) as tmp:
         for tokens in sorted(tokens_dir.glob("*.parquet")):
             report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id)
@@ -207,7 +186,6 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, metrics: Path, cfg
                   bytes=sum(p["bytes"] for p in parts),
                   docs_per_s=round(docs / seconds, 1) if seconds else None,
                   tokens_per_s=round(tokens / seconds, 1) if seconds else None)
-    write_json(metrics, report)
     return report
 
 

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from bertclf.batching import make_batch
+from bertclf.config import ARCHS, FEATURE_ARCHS
 from bertclf.errors import ConfigError
 from bertclf.features import INDEX_SUFFIX, ConcatStore, FeatureStore
-from bertclf.models import ARCHS, FEATURE_ARCHS, Batch
+from bertclf.models import Batch
 from bertclf.token_data import TokenStore, make_token_batch
 
 Store = FeatureStore | ConcatStore | TokenStore

@@ -21,11 +21,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence, pad_sequence
 
+from bertclf.config import ARCHS
 from bertclf.errors import ConfigError
 
-FEATURE_ARCHS = ("han", "bigru")  # read precomputed token vectors
-TOKEN_ARCHS = ("finetune", "cnn", "rnn")  # read token ids
-ARCHS = FEATURE_ARCHS + TOKEN_ARCHS
 CELLS = ("gru", "lstm")
 NORMS = ("none", "layer", "batch")
 

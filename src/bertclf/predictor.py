@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from bertclf.classifier import ENCODER, load_classifier, read_config
+from bertclf.config import FEATURE_ARCHS
 from bertclf.errors import BertclfError
 from bertclf.features import FeatureStore, encode_documents, encoder_vectors, load_encoder, pad_ids
 from bertclf.model_inputs import batch_maker
-from bertclf.models import FEATURE_ARCHS, Batch
+from bertclf.models import Batch
 from bertclf.token_data import TokenStore
 from bertclf.tokenization import DocumentTokenizer, TokenizeConfig, load_tokenizer
 from bertclf.training import predict_logits, resolve_device

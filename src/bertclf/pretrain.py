@@ -11,38 +11,20 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bertclf.atomic import atomic_path, write_json
+from bertclf.atomic import atomic_path
+from bertclf.config import PretrainConfig
+from bertclf.encoders import SOURCE_FILE
 from bertclf.errors import ConfigError
 from bertclf.finetune import TOKENIZER_FILES
 from bertclf.token_data import TokenStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    steps: int = 0
-    lr: float = 5e-5
-    batch_size: int = 16
-    max_length: int = 128
-    mask_prob: float = 0.15
-    warmup_ratio: float = 0.1
-    eval_fraction: float = 0.05
-    seed: int = 42
-
-    @classmethod
-    def from_params(cls, p: dict[str, Any]) -> PretrainConfig:
-        cfg = cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p and p[k] is not None})
-        if cfg.steps < 0 or not 0 < cfg.mask_prob < 1 or not 0 < cfg.eval_fraction < 1:
-            raise ConfigError("params.yaml: pretrain.steps >= 0, 0 < mask_prob < 1, 0 < eval_fraction < 1")
-        return cfg
 
 
 def _chunks(store: TokenStore, idx: np.ndarray, max_length: int) -> list[list[int]]:
@@ -67,14 +49,13 @@ def mlm_loss(model: torch.nn.Module, collator: Any, docs: list[list[int]], batch
     return total / max(count, 1)
 
 
-def pretrain(tokens: Path, encoder: Path, out: Path, metrics: Path, cfg: PretrainConfig) -> dict[str, Any]:
-    """Further pre-train `encoder` with masked LM on the train split; write it to `out`."""
+def pretrain(tokens: Path, encoder: Path, out: Path, cfg: PretrainConfig) -> dict[str, Any]:
+    """Further pre-train `encoder` with masked LM on the train split; write it to `out`; return the
+    held-out MLM loss before and after, and the throughput."""
     if cfg.steps == 0:
         with atomic_path(out, is_dir=True) as tmp:
             shutil.copytree(encoder, tmp, dirs_exist_ok=True)
-        report: dict[str, Any] = {"steps": 0, "skipped": True}
-        write_json(metrics, report)
-        return report
+        return {"steps": 0, "skipped": True}
 
     from transformers import (
         AutoModelForMaskedLM,
@@ -122,7 +103,7 @@ def pretrain(tokens: Path, encoder: Path, out: Path, metrics: Path, cfg: Pretrai
 
     with atomic_path(out, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        for name in TOKENIZER_FILES:
+        for name in (*TOKENIZER_FILES, SOURCE_FILE):  # the tokenizer, and what the encoder was made from
             if (encoder / name).is_file():
                 shutil.copyfile(encoder / name, tmp / name)
     report = {"steps": cfg.steps, "skipped": False, "held_out_docs": n_eval,
@@ -130,5 +111,4 @@ def pretrain(tokens: Path, encoder: Path, out: Path, metrics: Path, cfg: Pretrai
               "perplexity_before": round(math.exp(min(before, 50)), 3),
               "perplexity_after": round(math.exp(min(after, 50)), 3),
               "seconds": round(seconds, 2), "tokens_per_s": round(seen_tokens / seconds, 1)}
-    write_json(metrics, report)
     return report

@@ -179,11 +179,13 @@ def _from_https(url: str, sha: str | None) -> Path:
     return target
 
 
-def _from_hf(model_id: str) -> Path:
+def _from_hf(spec: str) -> Path:
+    """``<model id>`` or ``<model id>@<revision>`` (a commit, branch or tag) from the hub."""
+    model_id, _, revision = spec.partition("@")
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(model_id, allow_patterns=list(HF_PATTERNS))
+        path = snapshot_download(model_id, revision=revision or None, allow_patterns=list(HF_PATTERNS))
     except Exception as exc:  # the hub raises many kinds; all mean "not here"
         raise _Miss(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not any(Path(path).glob("*.safetensors")):

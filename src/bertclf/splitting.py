@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from bertclf.atomic import atomic_path, write_json
+from bertclf.config import SplitConfig
 from bertclf.datasets import RawDataset
-from bertclf.errors import ConfigError, DataError
-from bertclf.params import choice
+from bertclf.errors import DataError
 
 
 @dataclass
@@ -85,17 +85,11 @@ def _normalise_labels(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def make_splits(raw: RawDataset, split: dict[str, Any]) -> Splits:
+def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
     """Apply the split protocol of params `split` to a raw dataset."""
-    seed = int(split.get("seed", 42))
-    val_fraction = float(split.get("val_fraction", 0.1))
-    test_fraction = float(split.get("test_fraction", 0.1))
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"params.yaml: split.{key}={value} must be in [0, 1)")
-    empty_policy = choice(split.get("empty_texts", "drop"), "split.empty_texts", ("drop", "error"))
-    dedupe = bool(split.get("dedupe", True))
-    rng = np.random.default_rng(seed)
+    val_fraction, test_fraction = split.val_fraction, split.test_fraction
+    empty_policy, dedupe = split.empty_texts, split.dedupe
+    rng = np.random.default_rng(split.seed)
     report: dict[str, Any] = {"dataset": raw.name}
 
     pool = _normalise_labels(raw.train).reset_index(drop=True)
@@ -114,7 +108,7 @@ def make_splits(raw: RawDataset, split: dict[str, Any]) -> Splits:
             raise DataError(f"empty text ({empties[name]} in all); set split.empty_texts: drop to skip them",
                             first)
     pool = pool[~pool["text"].str.strip().eq("")].reset_index(drop=True)
-    report["empty_texts"] = {"policy": "dropped from train/val, kept in test", **empties}
+    report["empty_texts"] = {"policy": empty_policy, **empties}
     if pool.empty:
         raise DataError("no non-empty training examples", raw.train_file or raw.name)
 
@@ -159,7 +153,7 @@ def make_splits(raw: RawDataset, split: dict[str, Any]) -> Splits:
     if dedupe:
         pool = pool[~(in_test | repeated)]
 
-    max_train = split.get("max_train")
+    max_train = split.max_train
     if max_train is not None and int(max_train) < round(len(pool) * (1 - val_fraction)):
         n_train = int(max_train)
         n_pool = n_train + round(n_train * val_fraction / (1 - val_fraction))
@@ -171,7 +165,7 @@ def make_splits(raw: RawDataset, split: dict[str, Any]) -> Splits:
     val, train = pool[val_mask], pool[~val_mask]
 
     test_rows_full = len(test)
-    max_test = split.get("max_test")
+    max_test = split.max_test
     if max_test is not None and int(max_test) < len(test):
         test = test[stratified_take(test["label"].to_numpy(), int(max_test), rng, keep_one=False)]
     report["test_subsampled"] = len(test) < test_rows_full
@@ -199,8 +193,9 @@ SPLITS = ("train", "val", "test")
 LABELS_FILE = "labels.json"
 
 
-def write_splits(splits: Splits, out: Path, metrics: Path) -> None:
-    """Write `<out>/{train,val,test}.parquet` and `labels.json` (all or nothing), then metrics."""
+def write_splits(splits: Splits, out: Path, report: Path) -> None:
+    """Write `<out>/{train,val,test}.parquet` and `labels.json` (all or nothing), then the report
+    of counts."""
     with atomic_path(out, is_dir=True) as tmp:
         for name in SPLITS:
             getattr(splits, name).to_parquet(tmp / f"{name}.parquet", index=False)
@@ -209,4 +204,4 @@ def write_splits(splits: Splits, out: Path, metrics: Path) -> None:
             "test_subsampled": splits.report["test_subsampled"],
             "test_rows_full": splits.report["test_rows_full"],
         })
-    write_json(metrics, splits.report)
+    write_json(report, splits.report)

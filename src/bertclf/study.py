@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from bertclf.config import load_config, lookup, read_yaml, to_dict
 from bertclf.errors import BertclfError, ConfigError
-from bertclf.params import load_params
 
 FINAL = "final"
 
@@ -49,20 +49,23 @@ class Variant:
     seed: int
 
 
+def load_params() -> dict[str, Any]:
+    """The workspace's params.yaml, checked, as nested dicts."""
+    return to_dict(load_config())
+
+
 def _get(params: dict[str, Any], key: str) -> Any:
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"study: {key!r} is not a key of params.yaml")
-        node = node[part]
-    return node
+    try:
+        return lookup(params, key)
+    except ConfigError as exc:
+        raise ConfigError(f"study: {exc}") from None
 
 
 def load_study(path: Path) -> Study:
     """Read and check a study file against params.yaml."""
     if not path.exists():
         raise ConfigError(f"{path}: study file not found")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = read_yaml(path) or {}
     unknown = set(raw) - {"name", "base", "factors", "seeds", "grid", "final", "jobs"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
@@ -81,6 +84,10 @@ def load_study(path: Path) -> Study:
             context[key] = dict(spec["with"])
     for key in [*raw.get("base", {}), *factors, *(k for c in context.values() for k in c)]:
         _get(params, key)
+    config = load_config()
+    for key, values in factors.items():  # every variant's values are checked like params.yaml
+        for value in values:
+            config.replace({**(raw.get("base") or {}), **context.get(key, {}), key: value})
     return Study(
         name=str(raw.get("name") or path.stem),
         base=dict(raw.get("base") or {}),
@@ -169,21 +176,38 @@ def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def _row(rev: dict[str, Any], name: str, kind: str, state: str) -> dict[str, Any]:
+    body = rev.get("data") or {}
+    params = ((body.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+    metrics = {path.split("/")[-1].removesuffix(".json"): (m or {}).get("data") or {}
+               for path, m in (body.get("metrics") or {}).items()}
+    return {"name": name, "rev": rev.get("rev"), "kind": kind, "state": state, "params": params,
+            "metrics": metrics}
+
+
 def experiments(all_commits: bool = False) -> list[dict[str, Any]]:
-    """The experiments of HEAD (or of every commit) as {name, rev, state, params, metrics}."""
+    """The workspace, the baseline commits and their experiments (of HEAD, or of every commit),
+    each as {name, rev, kind, state, params, metrics}; kind is workspace, commit or experiment."""
     data = json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])).stdout or "[]")
     found = []
     for commit in data:
+        rev = commit.get("rev") or ""
+        kind = "workspace" if rev == "workspace" else "commit"
+        found.append(_row(commit, commit.get("name") or (rev if kind == "workspace" else rev[:7]), kind,
+                          "success"))
         for exp in commit.get("experiments") or []:
-            rev = exp["revs"][0]
-            body = rev.get("data") or {}
-            params = ((body.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-            metrics = {path.split("/")[-1].removesuffix(".json"): (m or {}).get("data") or {}
-                       for path, m in (body.get("metrics") or {}).items()}
-            found.append({"name": exp.get("name") or rev.get("name"), "rev": rev.get("rev"),
-                          "state": (exp.get("executor") or {}).get("state") or "success",
-                          "params": params, "metrics": metrics})
+            first = exp["revs"][0]
+            found.append(_row(first, exp.get("name") or first.get("name") or "", "experiment",
+                              (exp.get("executor") or {}).get("state") or "success"))
     return found
+
+
+def score(exp: dict[str, Any], *path: str) -> Any:
+    """A metric of an experiment row by its path (``score(exp, "eval", "test", "acc")``), or None."""
+    node: Any = exp["metrics"]
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def run_study(study: Study, jobs: int | None = None,
@@ -252,16 +276,14 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
         variant = by_name.get(exp["name"])
         if variant is None or exp["state"] != "success":
             continue
-        ev, tr = exp["metrics"].get("eval", {}), exp["metrics"].get("train", {})
         rows.append({
             "name": exp["name"], "rev": exp["rev"], "factor": variant.factor, "value": variant.value,
             "dataset": _value(exp["params"], "data.name"),
             "seed": variant.seed, "overrides": variant.overrides,
             "config": {k: _value(exp["params"], k) for k in study.factors},
-            "val_acc": ev.get("val_acc"), "test_acc": ev.get("test_acc"),
-            "tfidf_test_acc": (ev.get("tfidf_logreg") or {}).get("test_acc"),
-            "epochs": tr.get("epochs_run"), "best_epoch": tr.get("best_epoch"),
-            "train_seconds": tr.get("train_seconds"),
+            "val_acc": score(exp, "eval", "val", "acc"), "test_acc": score(exp, "eval", "test", "acc"),
+            "tfidf_test_acc": score(exp, "tfidf", "tfidf", "test_acc"),
+            "epochs": score(exp, "train", "epoch"), "best_epoch": score(exp, "train", "best_epoch"),
         })
     return sorted(rows, key=lambda r: r["name"])
 

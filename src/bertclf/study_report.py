@@ -1,7 +1,7 @@
 """`bertclf study report`: tables, plots and a short analysis of a finished study.
 
 Everything is derived from the experiments DVC stored (`dvc exp show --json` and each
-experiment's `plots/loss.csv`), sorted, and written without timestamps, so running the report
+experiment's loss series under `plots/train/`), sorted, and written without timestamps, so running the report
 again on the same experiments rewrites the same files.
 """
 
@@ -15,7 +15,18 @@ from typing import Any
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.plotting import write_csv
-from bertclf.study import FINAL, Study, base_config, expected_config, experiments, select_best, study_runs
+from bertclf.study import (
+    FINAL,
+    Study,
+    base_config,
+    expected_config,
+    experiments,
+    score,
+    select_best,
+    study_runs,
+)
+
+TRAIN_SERIES = "plots/train/metrics"  # dvclive's per-epoch series of the train stage
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -43,11 +54,10 @@ def factor_table(study: Study, runs: list[dict[str, Any]], factor: str) -> list[
         val, val_sd = _mean_std([r["val_acc"] for r in chosen])
         test, test_sd = _mean_std([r["test_acc"] for r in chosen])
         epochs, _ = _mean_std([r["epochs"] for r in chosen])
-        seconds, _ = _mean_std([r["train_seconds"] for r in chosen])
         rows.append({"factor": factor, "value": value, "is_base": value == base[factor],
                      "n": len(chosen),
                      "val_acc": val, "val_std": val_sd, "test_acc": test, "test_std": test_sd,
-                     "epochs": epochs, "train_seconds": seconds, "runs": [r["name"] for r in chosen]})
+                     "epochs": epochs, "runs": [r["name"] for r in chosen]})
     return rows
 
 
@@ -84,10 +94,16 @@ def analysis(study: Study, tables: dict[str, list[dict[str, Any]]]) -> list[str]
 
 
 def _loss_curves(rev: str) -> list[dict[str, float]]:
+    """Train and validation loss per epoch of an experiment, from its dvclive series."""
     import dvc.api
 
-    text = dvc.api.read("plots/loss.csv", rev=rev)
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    curves: dict[int, dict[str, float]] = {}
+    for split in ("train", "val"):
+        text = dvc.api.read(f"{TRAIN_SERIES}/{split}/loss.tsv", rev=rev)
+        for row in csv.DictReader(io.StringIO(text), delimiter="\t"):
+            epoch = int(row["step"])
+            curves.setdefault(epoch, {"epoch": epoch})[f"{split}_loss"] = float(row["loss"])
+    return [curves[e] for e in sorted(curves)]
 
 
 def _plots(study: Study, tables: dict[str, list[dict[str, Any]]], runs: list[dict[str, Any]],
@@ -149,11 +165,13 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
 
     flat = [{k: v for k, v in r.items() if k != "runs"} for t in tables.values() for r in t]
     write_csv(out / "val_acc.csv", flat, ["factor", "value", "is_base", "n", "val_acc", "val_std",
-                                          "test_acc", "test_std", "epochs", "train_seconds"])
+                                          "test_acc", "test_std", "epochs"])
     _plots(study, tables, runs, out)
 
     dataset = runs[0]["dataset"] if runs else "?"
-    final_eval = (final or {}).get("metrics", {}).get("eval", {})
+    final_eval = {"val_acc": score(final, "eval", "val", "acc"),
+                  "test_acc": score(final, "eval", "test", "acc"),
+                  "test_subsampled": score(final, "eval", "test", "subsampled")} if final else {}
     summary = {
         "study": study.name,
         "runs": len(runs),
@@ -164,7 +182,7 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
         "final_val_acc": final_eval.get("val_acc"),
         "final_test_acc": final_eval.get("test_acc"),
         "final_test_subsampled": final_eval.get("test_subsampled"),
-        "tfidf_test_acc": (final_eval.get("tfidf_logreg") or {}).get("test_acc"),
+        "tfidf_test_acc": score(final, "tfidf", "tfidf", "test_acc") if final else None,
     }
     write_json(metrics / f"study_{study.name}.json", summary)
 
@@ -176,14 +194,13 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
         context = study.context.get(factor)
         note = [f"All with {', '.join(f'`{k}={v}`' for k, v in context.items())}.", ""] if context else []
         md += [f"## {factor}", "", *note,
-               "| value | runs | val acc (%) | test acc (%) | epochs | train s |",
-               "|---|---:|---:|---:|---:|---:|"]
+               "| value | runs | val acc (%) | test acc (%) | epochs |",
+               "|---|---:|---:|---:|---:|"]
         for r in rows:
             mark = " (base)" if r["is_base"] and factor not in study.context else ""
             md.append(f"| `{r['value']}`{mark} | {r['n']} | "
                       f"{_fmt(r['val_acc'], r['val_std'], r['n'])} | "
-                      f"{_fmt(r['test_acc'], r['test_std'], r['n'])} | {r['epochs']:.1f} | "
-                      f"{r['train_seconds']:.1f} |")
+                      f"{_fmt(r['test_acc'], r['test_std'], r['n'])} | {r['epochs']:.1f} |")
         md += ["", f"![loss curves](loss_{factor.split('.')[-1]}.png)", ""]
     md += ["## Validation accuracy per factor value", "", "![validation accuracy](val_acc.png)", "",
            "Plot data: `val_acc.csv` (`dvc plots show reports/" + study.name + "/val_acc.csv -x value "

@@ -22,7 +22,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertclf.atomic import atomic_path, write_json
+from bertclf.config import TokenizeConfig
 from bertclf.errors import ConfigError
-from bertclf.params import choice
 
-TRUNCATIONS = ("head", "tail", "head_tail")
 BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # A sentence ends after . ! ? (and closing quotes/brackets) followed by whitespace, or at a
 # line break. The break position is kept before the whitespace, so each piece after the first
@@ -49,32 +48,6 @@ SCHEMA = pa.schema([
     ("sentence_lengths", pa.list_(pa.int32())),
     ("full_tokens", pa.int32()),
 ])
-
-
-@dataclass(frozen=True)
-class TokenizeConfig:
-    max_length: int = 256
-    truncation: str = "head"
-    head_tokens: int = 128
-    max_sentences: int = 30
-    max_sentence_tokens: int = 64
-    batch_size: int = 1024
-
-    @classmethod
-    def from_params(cls, p: dict[str, Any]) -> TokenizeConfig:
-        cfg = cls(
-            max_length=int(p.get("max_length", 256)),
-            truncation=choice(p.get("truncation", "head"), "tokenize.truncation", TRUNCATIONS),
-            head_tokens=int(p.get("head_tokens", 128)),
-            max_sentences=int(p.get("max_sentences", 30)),
-            max_sentence_tokens=int(p.get("max_sentence_tokens", 64)),
-            batch_size=int(p.get("batch_size", 1024)),
-        )
-        if cfg.max_length < 3 or cfg.max_sentences < 1 or cfg.max_sentence_tokens < 1:
-            raise ConfigError("params.yaml: tokenize.max_length must be >= 3 and the sentence limits >= 1")
-        if cfg.truncation == "head_tail" and not 0 <= cfg.head_tokens <= cfg.max_length:
-            raise ConfigError("params.yaml: tokenize.head_tokens must be between 0 and max_length")
-        return cfg
 
 
 def clean_text(text: str) -> str:
@@ -221,9 +194,8 @@ def load_tokenizer(encoder_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(encoder_dir, use_fast=True, local_files_only=True)
 
 
-def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, metrics: Path,
-                    cfg: TokenizeConfig) -> dict[str, Any]:
-    """Tokenize every split parquet in `splits` into `out` and write the throughput report."""
+def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, cfg: TokenizeConfig) -> dict[str, Any]:
+    """Tokenize every split parquet in `splits` into `out`; return the counts and throughput."""
     positions = json.loads((encoder_dir / "config.json").read_text()).get("max_position_embeddings")
     if positions and cfg.max_length > positions:
         raise ConfigError(f"params.yaml: tokenize.max_length={cfg.max_length} is more than the encoder's "
@@ -244,5 +216,4 @@ def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, metrics: Path,
     report.update(docs=docs, tokens=sum(p["tokens"] for p in parts), seconds=round(seconds, 3),
                   docs_per_s=round(docs / seconds, 1) if seconds else None,
                   tokens_per_s=round(sum(p["tokens"] for p in parts) / seconds, 1) if seconds else None)
-    write_json(metrics, report)
     return report

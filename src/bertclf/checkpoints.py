@@ -1,0 +1,125 @@
+"""Training checkpoints: one per epoch, resumed only by a run that would compute the same result.
+
+``models/checkpoints/`` holds ``epoch_<N>/`` (``model.safetensors`` and ``trainer_state.pt``:
+optimizer, scheduler, RNG and loop state, and the run's key); the loop state names the best epoch
+so far, whose weights are its own checkpoint's, so no second copy can fall out of step. DVC keeps
+the directory between runs (``persist``), so a killed `train` picks up after its last epoch, but
+only when
+
+- the checkpoint's key equals this run's key: a digest of the config (recipe, model knobs and
+  runtime), the *contents* of every input the model reads (features or token ids, the encoder
+  or pre-trained weights), the code of the training module and everything it imports, and the
+  library versions; and
+- the run it belongs to never finished. A finished run writes ``COMPLETE``; running again
+  (``dvc repro -f``, an experiment in a fresh copy) then starts from epoch 1, so a forced
+  re-run recomputes instead of handing back the stored model.
+
+Anything else in the directory is another run's and is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertclf.atomic import atomic_path
+from bertclf.codedeps import closure
+from bertclf.config import Config
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+STATE = "trainer_state.pt"
+COMPLETE = "COMPLETE"
+
+
+def _hash_tree(h: Any, root: Path, label: str) -> None:
+    """Feed every file under `root` (name and contents, in sorted order) into `h`."""
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else (
+        [root] if root.is_file() else [])
+    h.update(f"{label}:{len(files)}\n".encode())
+    for path in files:
+        h.update(f"{path.relative_to(root).as_posix() if root.is_dir() else path.name}\n".encode())
+        with path.open("rb") as f:
+            h.update(hashlib.file_digest(f, "sha256").digest())
+
+
+def resume_key(config: Config, inputs: list[Path]) -> str:
+    """What a checkpoint must match to be resumed: config, input contents, code, library versions."""
+    import numpy
+    import transformers
+
+    h = hashlib.sha256()
+    settings = {"train": asdict(config.train), "model": asdict(config.model),
+                "runtime": asdict(config.runtime)}
+    h.update(json.dumps(settings, sort_keys=True, default=list).encode())
+    h.update(f"torch {torch.__version__} transformers {transformers.__version__} numpy {numpy.__version__} "
+             f"python {platform.python_version()}\n".encode())
+    for i, path in enumerate(inputs):
+        _hash_tree(h, Path(path), f"input {i}")
+    for source in closure(Path(__file__).with_name("training.py")):
+        h.update(source.name.encode())
+        h.update(source.read_bytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    state: dict[str, Any], key: str) -> None:
+    """Write ``epoch_<N>/`` whole (weights, optimizer, scheduler, RNG, loop state and the key)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path, is_dir=True) as tmp:
+        save_file(model.state_dict(), tmp / WEIGHTS)
+        torch.save({"key": key, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "state": state}, tmp / STATE)
+
+
+def _epochs(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in ckpt_dir.glob("epoch_*"):
+        number = path.name.removeprefix("epoch_")
+        if number.isdigit() and path.is_dir():
+            found.append((int(number), path))
+    return sorted(found)
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The trainer state of checkpoint `path`, or None when it is unreadable."""
+    try:
+        return torch.load(path / STATE, weights_only=True)
+    except Exception:  # a damaged file of any kind means "not resumable"
+        return None
+
+
+def prepare(ckpt_dir: Path, key: str, is_main: bool = True) -> Path | None:
+    """The newest checkpoint this run may resume, or None; clears what belongs to other runs."""
+    resumable = None
+    if (ckpt_dir / COMPLETE).exists():
+        log.info("%s holds a finished run: training from epoch 1", ckpt_dir)
+    else:
+        for _, path in reversed(_epochs(ckpt_dir)):
+            saved = load_state(path)
+            if saved is None or saved.get("key") != key or not (path / WEIGHTS).is_file():
+                continue
+            best = ckpt_dir / f"epoch_{saved['state'].get('best_epoch', 0)}" / WEIGHTS
+            if best.is_file():
+                resumable = path
+                break
+    if is_main and ckpt_dir.exists() and resumable is None:
+        shutil.rmtree(ckpt_dir)  # another run's (other inputs, code or config) or a finished one
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    return resumable
+
+
+def mark_complete(ckpt_dir: Path, key: str) -> None:
+    """Record that the run of `key` finished: a later run will not resume it."""
+    with atomic_path(ckpt_dir / COMPLETE) as tmp:
+        tmp.write_text(key + "\n", encoding="utf-8")

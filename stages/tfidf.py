@@ -1,0 +1,30 @@
+"""Stage `tfidf`: the classic floor, TF-IDF + logistic regression on the same split.
+
+    python stages/tfidf.py data/split metrics/tfidf.json
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from bertclf.atomic import write_json
+from bertclf.baseline import tfidf_baseline
+from bertclf.cli_support import run_stage
+from bertclf.config import load_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("splits", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+
+    scores = tfidf_baseline(args.splits, load_config(args.params).tfidf)
+    write_json(args.metrics, scores)
+    logging.info("TF-IDF + logistic regression: val %.4f, test %.4f", scores["tfidf"]["val_acc"],
+                 scores["tfidf"]["test_acc"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

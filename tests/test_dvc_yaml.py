@@ -1,0 +1,53 @@
+"""dvc.yaml against the code: each stage depends on exactly the code it runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from bertclf.codedeps import imported_modules, relative_closure
+from bertclf.config import read_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = re.compile(r"python(?: -P)? (stages/\w+\.py)")
+
+
+def stages() -> dict[str, dict[str, Any]]:
+    """Every stage of dvc.yaml (foreach expanded) with its cmd and deps, ${key} filled in."""
+    found = {}
+    for name, body in read_yaml(REPO / "dvc.yaml")["stages"].items():
+        if "foreach" in body:
+            for key, item in body["foreach"].items():
+                def fill(text: str, key: str = key, item: dict = item) -> str:
+                    text = text.replace("${key}", key)
+                    return re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), text)
+                found[f"{name}@{key}"] = {"cmd": fill(body["do"]["cmd"]),
+                                          "deps": [fill(d) for d in body["do"]["deps"]]}
+        else:
+            found[name] = body
+    return found
+
+
+def test_each_stage_depends_on_exactly_the_code_it_runs() -> None:
+    for name, stage in stages().items():
+        script = SCRIPT.search(stage["cmd"])
+        assert script, f"{name}: cmd does not run a stage script"
+        code = set(relative_closure(REPO / script.group(1), REPO))
+        declared = {d for d in stage["deps"] if d.endswith(".py")}
+        assert declared == code, (f"{name}: missing {sorted(code - declared)}, "
+                                  f"not run {sorted(declared - code)}")
+
+
+def test_the_closure_follows_lazy_imports_and_skips_type_checking(tmp_path: Path) -> None:
+    pkg = tmp_path / "bertclf"  # the analysis only needs the text of the files
+    pkg.mkdir()
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from bertclf import config\n"
+        "if TYPE_CHECKING:\n    from bertclf.predictor import TextClassifier\n"
+        "def f():\n    import bertclf.features\n    from bertclf.models import Batch\n")
+    found = imported_modules(source)
+    assert {"bertclf.config", "bertclf.features", "bertclf.models"} <= found
+    assert not any(m.startswith("bertclf.predictor") for m in found)
