@@ -194,7 +194,7 @@ def test_a_full_run_writes_scores_reports_and_a_model(built: tuple[Path, list[st
     scores = project.json("metrics/eval.json")
     assert set(scores) == {"val", "test"} and set(scores["val"]) == {"acc", "macro_f1"}
     assert scores["test"]["subsampled"] is True
-    assert set(project.json("metrics/train.json")) == {"epoch", "best_epoch", "train", "val"}
+    assert set(project.json("metrics/train.json")) == {"best_epoch", "train", "val"}
     assert set(project.json("metrics/tfidf.json")["tfidf"]) == {"val_acc", "test_acc"}
     assert project.json("metrics/pretrain.json") == {}
     model = project.json("models/classifier/bertclf.json")

@@ -89,7 +89,7 @@ def fake_experiments(study: Any, val: dict[str, float], test: dict[str, float]) 
                     "metrics": {"eval": {"val": {"acc": val[key] + v.seed / 1000},
                                          "test": {"acc": test[key]}},
                                 "tfidf": {"tfidf": {"test_acc": 0.9}},
-                                "train": {"epoch": 3, "best_epoch": 2}}})
+                                "train": {"best_epoch": 2}}})
     return out
 
 

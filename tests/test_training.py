@@ -80,7 +80,7 @@ def test_learns_and_writes_model_metrics_and_plots(features: Path, tmp_path: Pat
     lrs = [float(r.split("\t")[1]) for r in (series / "steps" / "lr.tsv").read_text().splitlines()[1:]]
     assert lrs[-1] < max(lrs)  # cosine decay
     summary = json.loads((tmp_path / "train.json").read_text())
-    assert set(summary) == {"epoch", "best_epoch", "train", "val"} and summary["epoch"] == 4
+    assert set(summary) == {"best_epoch", "train", "val"}
     assert summary["val"]["loss"] == report["final_val_loss"]
     config = json.loads((tmp_path / "model/bertclf.json").read_text())
     assert config["model"]["arch"] == arch and config["data"]["encoder"] == "synthetic"

@@ -283,7 +283,7 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
             "config": {k: _value(exp["params"], k) for k in study.factors},
             "val_acc": score(exp, "eval", "val", "acc"), "test_acc": score(exp, "eval", "test", "acc"),
             "tfidf_test_acc": score(exp, "tfidf", "tfidf", "test_acc"),
-            "epochs": score(exp, "train", "epoch"), "best_epoch": score(exp, "train", "best_epoch"),
+            "best_epoch": score(exp, "train", "best_epoch"),
         })
     return sorted(rows, key=lambda r: r["name"])
 

@@ -53,11 +53,11 @@ def factor_table(study: Study, runs: list[dict[str, Any]], factor: str) -> list[
             chosen = [r for r in runs if r["config"] == expected]
         val, val_sd = _mean_std([r["val_acc"] for r in chosen])
         test, test_sd = _mean_std([r["test_acc"] for r in chosen])
-        epochs, _ = _mean_std([r["epochs"] for r in chosen])
+        best_epoch, _ = _mean_std([r["best_epoch"] for r in chosen])
         rows.append({"factor": factor, "value": value, "is_base": value == base[factor],
                      "n": len(chosen),
                      "val_acc": val, "val_std": val_sd, "test_acc": test, "test_std": test_sd,
-                     "epochs": epochs, "runs": [r["name"] for r in chosen]})
+                     "best_epoch": best_epoch, "runs": [r["name"] for r in chosen]})
     return rows
 
 
@@ -165,7 +165,7 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
 
     flat = [{k: v for k, v in r.items() if k != "runs"} for t in tables.values() for r in t]
     write_csv(out / "val_acc.csv", flat, ["factor", "value", "is_base", "n", "val_acc", "val_std",
-                                          "test_acc", "test_std", "epochs"])
+                                          "test_acc", "test_std", "best_epoch"])
     _plots(study, tables, runs, out)
 
     dataset = runs[0]["dataset"] if runs else "?"
@@ -194,13 +194,13 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
         context = study.context.get(factor)
         note = [f"All with {', '.join(f'`{k}={v}`' for k, v in context.items())}.", ""] if context else []
         md += [f"## {factor}", "", *note,
-               "| value | runs | val acc (%) | test acc (%) | epochs |",
+               "| value | runs | val acc (%) | test acc (%) | best epoch |",
                "|---|---:|---:|---:|---:|"]
         for r in rows:
             mark = " (base)" if r["is_base"] and factor not in study.context else ""
             md.append(f"| `{r['value']}`{mark} | {r['n']} | "
                       f"{_fmt(r['val_acc'], r['val_std'], r['n'])} | "
-                      f"{_fmt(r['test_acc'], r['test_std'], r['n'])} | {r['epochs']:.1f} |")
+                      f"{_fmt(r['test_acc'], r['test_std'], r['n'])} | {r['best_epoch']:.1f} |")
         md += ["", f"![loss curves](loss_{factor.split('.')[-1]}.png)", ""]
     md += ["## Validation accuracy per factor value", "", "![validation accuracy](val_acc.png)", "",
            "Plot data: `val_acc.csv` (`dvc plots show reports/" + study.name + "/val_acc.csv -x value "

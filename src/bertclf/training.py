@@ -182,8 +182,8 @@ def log_epoch(live: StageLive | None, record: dict[str, float], state: TrainStat
     live.log_metric("train/loss", record["train_loss"])
     live.log_metric("val/loss", record["val_loss"])
     live.log_metric("val/acc", record["val_acc"])
-    live.summary = {"epoch": int(record["epoch"]), "best_epoch": state.best_epoch,
-                    "train": {"loss": record["train_loss"]}, "val": {"loss": record["val_loss"]}}
+    live.summary = {"best_epoch": state.best_epoch, "train": {"loss": record["train_loss"]},
+                    "val": {"loss": record["val_loss"]}}
     live.make_summary()
 
 
