@@ -55,8 +55,12 @@ def combine_layers(hidden_states: tuple[torch.Tensor, ...], layers: str) -> torc
     return torch.cat(last4, dim=-1)
 
 
-def output_dim(hidden_size: int, layers: str) -> int:
-    return hidden_size * (4 if layers == "concat_last_4" else 1)
+def output_dim(config: Any, layers: str) -> int:
+    """Width of the token vectors: concat_last_4 joins the last four hidden states (all of them,
+    embeddings included, for an encoder with fewer than four layers)."""
+    if layers == "concat_last_4":
+        return int(config.hidden_size) * min(4, int(config.num_hidden_layers) + 1)
+    return int(config.hidden_size)
 
 
 def length_batches(lengths: np.ndarray, max_batch_tokens: int) -> list[np.ndarray]:
@@ -123,7 +127,7 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat_ids = table.column("input_ids").combine_chunks().flatten().to_numpy()
-    dim = output_dim(model.config.hidden_size, cfg.layers)
+    dim = output_dim(model.config, cfg.layers)
     name = tokens.stem
     t0 = time.perf_counter()
     store = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=np.float16,
@@ -175,7 +179,7 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
     with atomic_path(out, is_dir=True) as tmp:
         for tokens in sorted(tokens_dir.glob("*.parquet")):
             report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id)
-        dim = output_dim(model.config.hidden_size, cfg.layers)
+        dim = output_dim(model.config, cfg.layers)
         write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
                                        "dim": dim})
     parts = list(report["splits"].values())

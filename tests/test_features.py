@@ -1,0 +1,87 @@
+"""`featurize` writes, for every token, the vector the encoder gives that document alone.
+
+The oracle runs the tiny BERT on each document by itself (no padding, no batch) and combines its
+hidden states as each layer option says; `featurize` batches documents of mixed lengths with
+padding, so a wrong attention mask, a misplaced row or a wrong layer combination shows up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from bertclf.config import FeaturizeConfig, TokenizeConfig
+from bertclf.features import FeatureStore, featurize, length_batches, load_encoder
+from bertclf.tokenization import tokenize_splits
+
+WORDS = "the movie was great but the acting was poor and the story dragged on and on".split()
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """Documents of 1 to 60 words (mixed lengths in every padded batch), tokenized."""
+    root = tmp_path_factory.mktemp("featurize")
+    rng = np.random.default_rng(5)
+    split = root / "split"
+    split.mkdir()
+    for name, n in (("train", 17), ("val", 5)):
+        sizes = rng.integers(1, 61, n)
+        texts = [" ".join(rng.choice(WORDS, s)) + "." for s in sizes]
+        pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": texts, "label": [i % 2 for i in range(n)]}
+                     ).to_parquet(split / f"{name}.parquet", index=False)
+    (split / "labels.json").write_text(json.dumps({"labels": ["a", "b"]}))
+    tokenize_splits(split, tiny_bert_dir, root / "tokens", TokenizeConfig(max_length=96, max_sentence_tokens=8))
+    return root / "tokens"
+
+
+def oracle(model: torch.nn.Module, ids: np.ndarray, layers: str) -> np.ndarray:
+    """The document alone through the encoder: its hidden states combined as `layers` says."""
+    with torch.inference_mode():
+        out = model(input_ids=torch.from_numpy(ids.astype(np.int64))[None], output_hidden_states=True)
+    states = [h[0] for h in out.hidden_states]  # embeddings first, last layer last
+    last4 = states[-4:]
+    combined = {"last": states[-1], "mean_last_4": sum(last4) / len(last4), "sum_last_4": sum(last4),
+                "concat_last_4": torch.cat(last4, dim=-1)}[layers]
+    return combined.numpy()
+
+
+@pytest.mark.parametrize("layers", ["last", "mean_last_4", "sum_last_4", "concat_last_4"])
+def test_every_token_gets_the_vector_of_its_document_encoded_alone(tokens: Path, tiny_bert_dir: Path,
+                                                                  tmp_path: Path, layers: str) -> None:
+    out = tmp_path / "features"
+    # 160 padded tokens per pass: several documents of different lengths share each batch
+    report = featurize(tokens, tiny_bert_dir, out, FeaturizeConfig(layers=layers, max_batch_tokens=160))
+    assert report["splits"]["train"]["padding_fraction"] > 0.05  # padding really was computed
+    model = load_encoder(tiny_bert_dir)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["layers"] == layers and meta["dim"] == FeatureStore(out, "train").dim
+    for split in ("train", "val"):
+        table = pq.read_table(tokens / f"{split}.parquet")
+        store = FeatureStore(out, split)
+        assert store.ids == table.column("id").to_pylist()
+        assert store.labels.tolist() == table.column("label").to_pylist()
+        for i, ids in enumerate(table.column("input_ids").to_pylist()):
+            ids = np.asarray(ids)
+            got = store.tokens(i).astype(np.float32)
+            want = oracle(model, ids, layers)
+            assert got.shape == want.shape, (split, i)
+            scale = np.abs(want).max()
+            assert np.abs(got - want).max() <= 2e-3 * scale + 1e-3, (split, i, len(ids))
+            assert store.sentences(i).tolist() == table.column("sentence_lengths")[i].as_py()
+
+
+def test_length_batches_cover_every_document_once_within_the_budget() -> None:
+    lengths = np.random.default_rng(0).integers(1, 200, 500)
+    batches = length_batches(lengths, max_batch_tokens=1024)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(500))
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * lengths[batch].max() <= 1024
+    assert [int(lengths[b].max()) for b in batches] == sorted((int(lengths[b].max()) for b in batches),
+                                                               reverse=True)  # longest first
