@@ -1,7 +1,7 @@
 """Stage `evaluate`: the saved best model on validation and test.
 
     python stages/evaluate.py models/classifier data/features data/tokens models/pretrained data/split \
-        metrics/eval.json plots/eval reports/pipeline/eval.json
+        metrics/eval.json plots/eval data/predictions reports/pipeline/eval.json
 """
 
 import argparse
@@ -17,7 +17,8 @@ from bertclf.runlog import write_report
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("model", "features", "tokens", "encoder", "splits", "metrics", "plots", "report"):
+    for name in ("model", "features", "tokens", "encoder", "splits", "metrics", "plots", "predictions",
+                 "report"):
         parser.add_argument(name, type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
@@ -26,7 +27,8 @@ def main() -> None:
 
     runtime = load_config(args.params).runtime
     report = evaluate(args.model, Inputs(args.features, args.tokens, args.encoder), args.splits, args.metrics,
-                      args.plots, batch_size=runtime.eval_batch_size, device=runtime.device)
+                      args.plots, args.predictions, batch_size=runtime.eval_batch_size,
+                      device=runtime.device)
     write_report(report, args.report, "eval", args.runlog_dir)
     logging.info("val accuracy %.4f, test accuracy %.4f", report["val_acc"], report["test_acc"])
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +54,20 @@ def test_the_closure_follows_lazy_imports_and_skips_type_checking(tmp_path: Path
     found = imported_modules(source)
     assert {"bertclf.config", "bertclf.features", "bertclf.models"} <= found
     assert not any(m.startswith("bertclf.predictor") for m in found)
+
+
+def test_the_modules_a_stage_loads_when_it_starts_are_declared() -> None:
+    """The static closure against what Python really loads: each script's imports, run for real."""
+    probe = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe'); "
+             "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() "
+             "if n.split('.')[0] == 'bertclf' and getattr(m, '__file__', None))))")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONSAFEPATH": "1"}
+    for name, stage in stages().items():
+        script = SCRIPT.search(stage["cmd"]).group(1)  # type: ignore[union-attr]
+        done = subprocess.run([sys.executable, "-c", probe, script], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        loaded = {Path(f).resolve().relative_to(REPO).as_posix() for f in done.stdout.split()}
+        declared = set(stage["deps"])
+        assert "src/bertclf/config.py" in loaded, (name, loaded)  # the probe saw the imports
+        assert loaded <= declared, f"{name} loads {sorted(loaded - declared)} but does not depend on them"

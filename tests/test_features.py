@@ -20,7 +20,8 @@ from bertclf.config import FeaturizeConfig, TokenizeConfig
 from bertclf.features import FeatureStore, featurize, length_batches, load_encoder
 from bertclf.tokenization import tokenize_splits
 
-WORDS = "the movie was great but the acting was poor and the story dragged on and on".split()
+WORDS = ["the", "movie", "was", "great", "but", "the", "acting", "was", "poor", "and", "the", "story",
+         "dragged", "on", "and", "on"]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,12 @@ def tokens(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Pat
     for name, n in (("train", 17), ("val", 5)):
         sizes = rng.integers(1, 61, n)
         texts = [" ".join(rng.choice(WORDS, s)) + "." for s in sizes]
-        pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": texts, "label": [i % 2 for i in range(n)]}
-                     ).to_parquet(split / f"{name}.parquet", index=False)
+        frame = pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": texts,
+                              "label": [i % 2 for i in range(n)]})
+        frame.to_parquet(split / f"{name}.parquet", index=False)
     (split / "labels.json").write_text(json.dumps({"labels": ["a", "b"]}))
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", TokenizeConfig(max_length=96, max_sentence_tokens=8))
+    tokenize_splits(split, tiny_bert_dir, root / "tokens",
+                    TokenizeConfig(max_length=96, max_sentence_tokens=8))
     return root / "tokens"
 
 

@@ -73,7 +73,7 @@ def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: 
         for f in ("config.json", "model.safetensors", "tokenizer.json", "bertclf.json", "labels.json"):
             assert (tmp_path / "model" / f).is_file(), f
     result = evaluate(tmp_path / "model", inputs, inputs.tokens.parent / "split", tmp_path / "eval.json",
-                      tmp_path / "eval")
+                      tmp_path / "eval", tmp_path / "predictions")
     assert result["val_acc"] == report["best_val_acc"]  # the saved model is the best epoch's
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score
 
 import bertclf.checkpoints as checkpoints
-from bertclf.evaluation import PREDICTIONS, evaluate, load_predictions
+from bertclf.evaluation import evaluate, load_predictions
 from bertclf.model_inputs import Inputs
 from bertclf.training import TrainingError
 from tests.conftest import make_config, run_train
@@ -208,8 +208,9 @@ def test_evaluate_agrees_with_sklearn_on_saved_predictions(features: Path, tmp_p
                       "text": [f"{words[y]} movie {rng.integers(9)}" for y in labels],
                       "label": labels}).to_parquet(splits / f"{name}.parquet")
     inputs = Inputs(features, features, features)
-    report = evaluate(tmp_path / "model", inputs, splits, tmp_path / "eval.json", tmp_path / "eval")
-    predictions = load_predictions(tmp_path / "eval" / PREDICTIONS)
+    report = evaluate(tmp_path / "model", inputs, splits, tmp_path / "eval.json", tmp_path / "eval",
+                      tmp_path / "predictions")
+    predictions = load_predictions(tmp_path / "predictions")
     assert len(predictions) == SIZES["test"]
     assert report["test_acc"] == round(accuracy_score(predictions["actual"], predictions["predicted"]), 5)
     assert set(report["test_per_class"]) == {"class0", "class1", "class2"}
@@ -218,6 +219,8 @@ def test_evaluate_agrees_with_sklearn_on_saved_predictions(features: Path, tmp_p
     assert scores == {"val": {"acc": report["val_acc"], "macro_f1": report["val_macro_f1"]},
                       "test": {"acc": report["test_acc"], "macro_f1": report["test_macro_f1"],
                                "subsampled": False}}
+    assert (predictions["prediction"] == np.stack(predictions["logits"]).argmax(1)).all()
+    assert load_predictions(tmp_path / "predictions", "val").shape[0] == SIZES["val"]
     confusion = json.loads((tmp_path / "eval/sklearn/confusion_test.json").read_text())
     assert [(c["actual"], c["predicted"]) for c in confusion] == list(
         zip(predictions["actual"], predictions["predicted"], strict=True))

@@ -2,7 +2,8 @@
 
 Scores go to the stage's metrics file through dvclive (`bertclf.live`); its plot data (the test
 confusion matrix, per-class F1, validation and test accuracy) under ``plots/eval/``, beside a
-PNG of the confusion matrix and the per-document test predictions.
+PNG of the confusion matrix. The per-document predictions of both splits, logits included, go to
+``data/predictions/{val,test}.parquet`` (for error analysis, and for combining models).
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from bertclf.atomic import atomic_path
 from bertclf.classifier import load_classifier
 from bertclf.live import StageLive
 from bertclf.model_inputs import Inputs, batch_maker, open_split
-from bertclf.plotting import plot_confusion, write_csv
+from bertclf.plotting import plot_confusion
 from bertclf.training import predict_logits, resolve_device
 
-PREDICTIONS = "predictions_test.csv"
 
-
-def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, plots: Path,
+def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, plots: Path, predictions: Path,
              batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
     """Accuracy, macro-F1, per-class scores, confusion matrix and throughput of the saved model.
 
@@ -39,12 +41,14 @@ def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, p
     make = batch_maker(arch, config["model"].get("pad_id", 0), max(config["model"].get("filter_widths", [1])))
     live = StageLive(metrics, plots)
     report: dict[str, Any] = {"arch": arch}
+    tables = {}
     for split in ("val", "test"):
         store = open_split(arch, inputs, split)
         t0 = time.perf_counter()
         logits = predict_logits(model, store, make, batch_size, torch_device)
         seconds = time.perf_counter() - t0
         pred = logits.argmax(1)
+        tables[split] = prediction_table(store, logits, labels)
         acc = round(float(accuracy_score(store.labels, pred)), 5)
         f1 = round(float(f1_score(store.labels, pred, average="macro", labels=range(len(labels)),
                                   zero_division=0)), 5)
@@ -60,13 +64,30 @@ def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, p
     live.summary["test"]["subsampled"] = report["test_subsampled"]
     live.log_plot("accuracy", [{"split": "validation", "accuracy": report["val_acc"]},
                                {"split": "test", "accuracy": report["test_acc"]}], x="accuracy", y="split")
+    with atomic_path(predictions, is_dir=True) as tmp:
+        for split, table in tables.items():
+            pq.write_table(table, tmp / f"{split}.parquet")
     live.end()
     return report
 
 
+def prediction_table(store: Any, logits: np.ndarray, labels: list[str]) -> pa.Table:
+    """One row per document: id, the actual and predicted label (names and indices), the logits."""
+    pred = logits.argmax(1)
+    return pa.table({
+        "id": pa.array([str(i) for i in store.ids]),
+        "actual": pa.array([labels[a] for a in store.labels]),
+        "predicted": pa.array([labels[b] for b in pred]),
+        "label": pa.array(store.labels.astype(np.int64)),
+        "prediction": pa.array(pred.astype(np.int64)),
+        "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.astype(np.float32).ravel()),
+                                                    logits.shape[1]),
+    })
+
+
 def score_test(store: Any, pred: np.ndarray, labels: list[str], arch: str, acc: float, live: StageLive,
                 plots: Path) -> dict[str, Any]:
-    """Per-class scores, the confusion matrix (dvclive data and a PNG) and the test predictions."""
+    """Per-class scores and the confusion matrix (dvclive data and a PNG)."""
     p, r, f, support = precision_recall_fscore_support(store.labels, pred, labels=range(len(labels)),
                                                        zero_division=0)
     per_class = {name: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
@@ -77,14 +98,11 @@ def score_test(store: Any, pred: np.ndarray, labels: list[str], arch: str, acc: 
     actual = [labels[a] for a in store.labels]
     predicted = [labels[b] for b in pred]
     live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion_test.json")
-    write_csv(plots / PREDICTIONS, [{"id": i, "actual": a, "predicted": b}
-                                    for i, a, b in zip(store.ids, actual, predicted, strict=True)],
-              ["id", "actual", "predicted"])
     matrix = confusion_matrix(store.labels, pred, labels=range(len(labels)))
     plot_confusion(matrix, labels, plots / "confusion_test.png", title=f"{arch} on test (acc {acc:.3f})")
     return {"test_per_class": per_class, "test_rows": len(store)}
 
 
-def load_predictions(path: Path) -> pd.DataFrame:
-    """The saved test predictions (id, actual, predicted) written by `evaluate`."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+def load_predictions(predictions: Path, split: str = "test") -> pd.DataFrame:
+    """The predictions `evaluate` saved for `split`: id, actual, predicted, label, prediction, logits."""
+    return pq.read_table(Path(predictions) / f"{split}.parquet").to_pandas()

@@ -1,0 +1,116 @@
+"""Plant known bugs, one at a time, and check that the tests catch each of them.
+
+    .venv/bin/python tests/mutations.py            # every mutation (a few minutes)
+    .venv/bin/python tests/mutations.py mask       # the mutations whose name contains "mask"
+
+Each mutation copies the working tree to a temporary directory, makes one textual change, and runs
+the tests meant to catch it there. A mutation the tests let through ("SURVIVED") is a test gap;
+the exit status is 1 when any survives. This is not collected by pytest (its name does not start
+with ``test_``): it runs the suite itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation("resume never resumes (the newest checkpoint is ignored)", "src/bertclf/checkpoints.py",
+             "    return resumable\n", "    return None\n",
+             ("tests/test_training.py::test_resume_after_a_kill_equals_an_uninterrupted_run",
+              "tests/test_token_archs.py::test_resume_equals_uninterrupted_for_finetune")),
+    Mutation("a finished run is resumed (COMPLETE ignored)", "src/bertclf/checkpoints.py",
+             "    if (ckpt_dir / COMPLETE).exists():", "    if False:",
+             ("tests/test_training.py::test_a_finished_run_is_never_resumed",)),
+    Mutation("the resume key ignores the input contents", "src/bertclf/checkpoints.py",
+             "        _hash_tree(h, Path(path), f\"input {i}\")", "        pass",
+             ("tests/test_training.py::test_changed_feature_contents_are_not_resumed",
+              "tests/test_training.py::test_a_changed_encoder_is_not_resumed")),
+    Mutation("attention mask all ones in pad_ids (padding attended to)", "src/bertclf/features.py",
+             "        mask[row, : len(x)] = 1", "        mask[row, :] = 1",
+             ("tests/test_features.py",)),
+    Mutation("the predictor ignores the trained layer combination", "src/bertclf/predictor.py",
+             '            layers = data.get("layers", "last")', '            layers = "last"',
+             ("tests/test_predict.py::test_predictions_from_raw_text_equal_evaluate",)),
+    Mutation("an exported (int8) model returns all-zero logits", "src/bertclf/predictor.py",
+             "        return torch.from_numpy(logits)\n", "        return torch.from_numpy(logits) * 0\n",
+             ("tests/test_predict.py::test_export_onnx_and_int8_keep_predictions",)),
+    Mutation("CLI errors escape as tracebacks", "src/bertclf/cli.py",
+             "    except BertclfError as exc:\n        typer.echo(f\"error: {exc}\", err=True)",
+             "    except ZeroDivisionError as exc:\n        typer.echo(f\"error: {exc}\", err=True)",
+             ("tests/test_predict.py::test_the_real_command_fails_with_one_line_and_no_traceback",)),
+    Mutation("a subsampled test set is not flagged in metrics/eval.json", "src/bertclf/evaluation.py",
+             '    report["test_subsampled"] = bool(meta.get("test_subsampled", False))',
+             '    report["test_subsampled"] = False',
+             ("tests/test_pipeline_integration.py::test_a_full_run_writes_scores_reports_and_a_model",)),
+    Mutation("evaluate does not depend on the training module it runs", "dvc.yaml",
+             "      - src/bertclf/training.py\n      - stages/evaluate.py",
+             "      - stages/evaluate.py",
+             ("tests/test_dvc_yaml.py",)),
+)
+
+
+def worktree_copy(dst: Path) -> None:
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        if (REPO / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dst / rel)
+    if (REPO / ".venv").exists():
+        (dst / ".venv").symlink_to(REPO / ".venv")  # the integration tests run dvc from .venv/bin
+
+
+def run(mutation: Mutation) -> tuple[bool, float, str]:
+    """(caught, seconds, last lines) of the tests against the mutated tree."""
+    with tempfile.TemporaryDirectory(prefix="bertclf-mutant-") as tmp:
+        root = Path(tmp)
+        worktree_copy(root)
+        target = root / mutation.file
+        text = target.read_text(encoding="utf-8")
+        if text.count(mutation.old) != 1:
+            raise SystemExit(f"{mutation.name}: the text to change is not in {mutation.file} exactly once")
+        target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": str(root / "src")}
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               *mutation.tests], cwd=root, env=env, capture_output=True, text=True)
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        return done.returncode == 1, time.perf_counter() - t0, tail
+
+
+def main() -> int:
+    chosen = [m for m in MUTATIONS if not sys.argv[1:] or any(a in m.name for a in sys.argv[1:])]
+    survived = 0
+    print("| planted bug | tests | result |\n|---|---|---|")
+    for mutation in chosen:
+        caught, seconds, tail = run(mutation)
+        survived += not caught
+        tests = ", ".join(t.split("::")[-1] for t in mutation.tests)
+        result = f"caught ({seconds:.0f} s)" if caught else "SURVIVED"
+        print(f"| {mutation.name} | {tests} | {result} |", flush=True)
+        if not caught:
+            print(tail, file=sys.stderr)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
