@@ -4,9 +4,9 @@
     .venv/bin/python tests/mutations.py mask       # the mutations whose name contains "mask"
 
 Each mutation copies the working tree to a temporary directory, makes one textual change, and runs
-the tests meant to catch it there. A mutation the tests let through ("SURVIVED") is a test gap;
-the exit status is 1 when any survives. This is not collected by pytest (its name does not start
-with ``test_``): it runs the suite itself.
+the tests meant to catch it there. A mutation the tests let through ("SURVIVED") is a test gap,
+and so is one whose tests were skipped or errored; the exit status is 1 when any is. This file is
+not collected by pytest (its name does not start with ``test_``): it runs the suite itself.
 """
 
 from __future__ import annotations
@@ -77,13 +77,18 @@ def worktree_copy(dst: Path) -> None:
             shutil.copy2(REPO / rel, dst / rel)
     if (REPO / ".venv").exists():
         (dst / ".venv").symlink_to(REPO / ".venv")  # the integration tests run dvc from .venv/bin
+    # a git repository, as the integration tests list its files with `git ls-files`
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
 
 
-def run(mutation: Mutation) -> tuple[bool, float, str]:
-    """(caught, seconds, last lines) of the tests against the mutated tree."""
+def run(mutation: Mutation) -> tuple[str, float, str]:
+    """(caught | SURVIVED | not checked, seconds, last lines) of the tests on the mutated tree."""
     with tempfile.TemporaryDirectory(prefix="bertclf-mutant-") as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "main"
         worktree_copy(root)
+        if (REPO.parent / "shared").exists():  # the dataset mirror, beside the checkout as in CI
+            (Path(tmp) / "shared").symlink_to(REPO.parent / "shared")
         target = root / mutation.file
         text = target.read_text(encoding="utf-8")
         if text.count(mutation.old) != 1:
@@ -94,7 +99,14 @@ def run(mutation: Mutation) -> tuple[bool, float, str]:
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                *mutation.tests], cwd=root, env=env, capture_output=True, text=True)
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-3:])
-        return done.returncode == 1, time.perf_counter() - t0, tail
+        summary = tail.splitlines()[-1] if tail else ""
+        if done.returncode == 1 and " failed" in summary and " error" not in summary:
+            verdict = "caught"
+        elif done.returncode == 0 and "skipped" not in summary:
+            verdict = "SURVIVED"
+        else:
+            verdict = f"not checked ({summary})"
+        return verdict, time.perf_counter() - t0, tail
 
 
 def main() -> int:
@@ -102,12 +114,11 @@ def main() -> int:
     survived = 0
     print("| planted bug | tests | result |\n|---|---|---|")
     for mutation in chosen:
-        caught, seconds, tail = run(mutation)
-        survived += not caught
+        verdict, seconds, tail = run(mutation)
+        survived += verdict != "caught"
         tests = ", ".join(t.split("::")[-1] for t in mutation.tests)
-        result = f"caught ({seconds:.0f} s)" if caught else "SURVIVED"
-        print(f"| {mutation.name} | {tests} | {result} |", flush=True)
-        if not caught:
+        print(f"| {mutation.name} | {tests} | {verdict} ({seconds:.0f} s) |", flush=True)
+        if verdict != "caught":
             print(tail, file=sys.stderr)
     return 1 if survived else 0
 
