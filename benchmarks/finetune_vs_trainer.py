@@ -1,13 +1,20 @@
-"""Fine-tuning throughput: bertclf's training step vs Hugging Face `Trainer`, same everything.
+"""Fine-tuning throughput: bertclf's training loop against Hugging Face `Trainer` at its best.
 
-Same model (the encoder + a classification head), same documents (a seeded sample of a
-tokenized split), same batch size and max length, same number of optimizer steps, on this
-machine. The Trainer is configured at its best for this setting: dynamic padding
-(`DataCollatorWithPadding`) and length grouping (`group_by_length=True`; in transformers 5
-`train_sampling_strategy="group_by_length"`); it is measured in fp32 and, for fairness, with its
-own `bf16=True` as well.
+Same model (the encoder with a fresh classification head), same documents (a seeded sample of a
+tokenized split, cut to `--max-length`), same batch size and one epoch of optimizer steps:
 
-    python benchmarks/finetune_vs_trainer.py --tokens data/tokens/train.parquet --encoder models/encoder \
+- `bertclf_<precision>`: `bertclf.training.train`, the function the `train` stage runs
+  (`train.arch=finetune`, length-grouped batches, SDPA, AdamW with layer-wise groups, clipping,
+  the LR schedule, the per-step log), timed over its epoch loop (its `train_seconds`);
+- `trainer_<precision>`: `Trainer.train()` configured at its best for this setting: dynamic
+  padding (`DataCollatorWithPadding`), length grouping, its default optimizer (fused AdamW in
+  transformers 5), timed from `on_train_begin` to `on_train_end`.
+
+Each runs in fp32 and in bf16 (bertclf: `train.precision=bf16`, autocast; Trainer: `bf16=True`,
+autocast) where the CPU has bf16 units. The headline is the same-precision ratio. A short warm-up
+run of each, then `--repeats` interleaved rounds (`benchlib`).
+
+    python benchmarks/finetune_vs_trainer.py --tokens data/tokens/train.parquet --encoder models/encoder \\
         --docs 512 --batch-size 16 --max-length 128 --out benchmarks/results/finetune_vs_trainer.json
 """
 
@@ -16,90 +23,106 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
-from bertclf.batching import epoch_batches
-from bertclf.finetune import layerwise_param_groups, load_finetune
-from bertclf.token_data import TokenStore, make_token_batch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import finish
+
+from bertclf.config import Config
+from bertclf.model_inputs import Inputs
+from bertclf.tokenization import SCHEMA
+from bertclf.training import TrainOutputs, train
 
 
-def sample(tokens: Path, docs: int, max_length: int, seed: int) -> TokenStore:
-    """A TokenStore of `docs` documents cut to `max_length` (keeping the final [SEP])."""
-    store = TokenStore(tokens.parent, tokens.stem)
-    pick = np.sort(np.random.default_rng(seed).choice(len(store), size=min(docs, len(store)), replace=False))
+def sample(tokens: Path, docs: int, max_length: int, seed: int) -> dict[str, list]:
+    """`docs` documents of a tokenized split, each cut to `max_length` ids (keeping the final [SEP])."""
+    table = pq.read_table(tokens, columns=["id", "label", "input_ids"])
+    pick = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=min(docs, table.num_rows),
+                                                      replace=False))
     ids = []
-    for i in pick:
-        x = store.input_ids(int(i))
-        ids.append(x if len(x) <= max_length else np.concatenate([x[: max_length - 1], x[-1:]]))
-    out = TokenStore.__new__(TokenStore)
-    out.values = np.concatenate(ids)
-    out.lengths = np.array([len(x) for x in ids])
-    out.offsets = np.concatenate([[0], np.cumsum(out.lengths)])
-    out.labels = store.labels[pick]
-    out.ids = [store.ids[i] for i in pick]
-    out.meta = store.meta
-    return out
+    for x in table.column("input_ids").take(pick).to_pylist():
+        ids.append(x if len(x) <= max_length else [*x[: max_length - 1], x[-1]])
+    return {"id": table.column("id").take(pick).to_pylist(),
+            "label": table.column("label").take(pick).to_pylist(), "input_ids": ids}
 
 
-def ours(store: TokenStore, encoder: Path, batch_size: int, bf16: bool, seed: int) -> float:
-    """Samples/s of bertclf's step: length-grouped batches, SDPA, optional bf16 autocast."""
-    torch.manual_seed(seed)
-    num_labels = int(store.labels.max()) + 1
-    model = load_finetune(encoder, num_labels).train()
-    pad = model.model.config.pad_token_id or 0
-    opt = torch.optim.AdamW(layerwise_param_groups(model, 5e-5, 1.0, 0.01), lr=5e-5)
-    batches = epoch_batches(store.lengths, batch_size, seed, 1)
-    t0 = time.perf_counter()
-    for idx in batches:
-        batch = make_token_batch(store, idx, pad)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(batch).float()
-        loss = torch.nn.functional.cross_entropy(logits, batch.labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return len(store) / (time.perf_counter() - t0)
+def write_tokens(out: Path, docs: dict[str, list], labels: list[str]) -> None:
+    """A `tokenize`-layout directory: train = the sample, val = its first 16 documents."""
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", len(docs["id"])), ("val", 16)):
+        ids = docs["input_ids"][:n]
+        pq.write_table(pa.table({
+            "id": docs["id"][:n], "label": pa.array(docs["label"][:n], pa.int64()),
+            "input_ids": pa.array(ids, pa.list_(pa.int32())),
+            "length": pa.array([len(x) for x in ids], pa.int32()),
+            "sentence_lengths": pa.array([[len(x)] for x in ids], pa.list_(pa.int32())),
+            "full_tokens": pa.array([len(x) for x in ids], pa.int32()),
+        }, schema=SCHEMA), out / f"{split}.parquet")
+    (out / "meta.json").write_text(json.dumps({"labels": labels}))
 
 
-def trainer(store: TokenStore, encoder: Path, batch_size: int, bf16: bool, seed: int) -> float:
-    """Samples/s of `Trainer.train()` (dynamic padding + group_by_length), training loop only."""
+def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+    """Seconds of bertclf's epoch loop (the `train_seconds` it reports), one epoch."""
+    config = Config().replace({"train.arch": "finetune", "train.epochs": 1, "train.batch_size": batch_size,
+                               "train.lr": 5e-5, "train.precision": precision, "train.seed": seed,
+                               "train.lr_decay": "linear", "train.warmup_ratio": 0.1,
+                               "runtime.eval_batch_size": 64})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        report = train(config, Inputs(tokens, tokens, encoder),
+                       TrainOutputs(out / "model", out / "ckpt", out / "train.json", out / "plots"))
+    return float(report["train_seconds"])
+
+
+def trainer_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+    """Seconds of `Trainer.train()`'s loop: dynamic padding, length grouping, its default optimizer."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
     )
 
-    num_labels = int(store.labels.max()) + 1
+    table = pq.read_table(tokens / "train.parquet")
+    labels = table.column("label").to_pylist()
+    num_labels = len(json.loads((tokens / "meta.json").read_text())["labels"])
+    torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=num_labels,
                                                                attn_implementation="sdpa")
     tok = AutoTokenizer.from_pretrained(encoder)
-    # a plain list of examples: Trainer's length-grouped sampler reads each one's input_ids
-    data = [{"input_ids": store.input_ids(i).tolist(), "labels": int(store.labels[i])}
-            for i in range(len(store))]
+    data = [{"input_ids": ids, "labels": y} for ids, y in zip(table.column("input_ids").to_pylist(), labels,
+                                                              strict=True)]
+    times: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            times["begin"] = time.perf_counter()
+
+        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            times["end"] = time.perf_counter()
+
     with tempfile.TemporaryDirectory() as tmp:
-        # group by length: `group_by_length=True` before transformers 5, a sampling strategy since
         grouping = ({"train_sampling_strategy": "group_by_length"}
                     if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__
                     else {"group_by_length": True})
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch_size, num_train_epochs=1,
-                                 learning_rate=5e-5, bf16=bf16, use_cpu=True, report_to=[],
-                                 save_strategy="no", logging_strategy="no", seed=seed,
+                                 learning_rate=5e-5, warmup_ratio=0.1, bf16=precision == "bf16", use_cpu=True,
+                                 report_to=[], save_strategy="no", logging_strategy="no", seed=seed,
                                  dataloader_num_workers=0, disable_tqdm=True, **grouping)
-        run = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok))
-        t0 = time.perf_counter()
-        run.train()
-        return len(store) / (time.perf_counter() - t0)
+        Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
+                callbacks=[Clock()]).train()
+    return times["end"] - times["begin"]
 
 
 def main() -> None:
@@ -109,35 +132,43 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not args.tokens.exists() or not args.encoder.exists():
         sys.exit(f"{args.tokens} or {args.encoder} missing: run `dvc repro tokenize` first")
-    store = sample(args.tokens, args.docs, args.max_length, args.seed)
-    results = {
-        "bertclf_fp32": ours(store, args.encoder, args.batch_size, False, args.seed),
-        "bertclf_bf16": ours(store, args.encoder, args.batch_size, True, args.seed),
-        "trainer_fp32": trainer(store, args.encoder, args.batch_size, False, args.seed),
-        "trainer_bf16": trainer(store, args.encoder, args.batch_size, True, args.seed),
+    load_before = os.getloadavg()
+    meta = json.loads((args.tokens.parent / "meta.json").read_text())
+    docs = sample(args.tokens, args.docs, args.max_length, args.seed)
+    bf16 = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+    methods = {f"{who}_{p}": (fn, p) for p in precisions
+               for who, fn in (("bertclf", bertclf_run), ("trainer", trainer_run))}
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    with tempfile.TemporaryDirectory() as tmp:
+        full, small = Path(tmp) / "full", Path(tmp) / "warmup"
+        write_tokens(full, docs, meta["labels"])
+        write_tokens(small, {k: v[:64] for k, v in docs.items()}, meta["labels"])
+        for fn, p in methods.values():  # warm-up: a short run of each
+            fn(small, args.encoder, args.batch_size, p, args.seed)
+        for _ in range(args.repeats):  # interleaved rounds
+            for name, (fn, p) in methods.items():
+                seconds[name].append(fn(full, args.encoder, args.batch_size, p, args.seed))
+                print(name, round(len(docs["id"]) / seconds[name][-1], 2), "samples/s", flush=True)
+    n = len(docs["id"])
+    rate = {name: {"samples_per_s": round(n / float(np.median(s)), 2),
+                   "samples_per_s_range": [round(n / max(s), 2), round(n / min(s), 2)],
+                   "seconds": [round(x, 2) for x in s]} for name, s in seconds.items()}
+    result: dict[str, Any] = {
+        "data": str(args.tokens), "docs": n,
+        "mean_length": round(float(np.mean([len(x) for x in docs["input_ids"]])), 1),
+        "batch_size": args.batch_size, "max_length": args.max_length, "repeats": args.repeats,
+        "methods": rate,
+        "same_precision": {p: round(rate[f"bertclf_{p}"]["samples_per_s"]
+                                    / rate[f"trainer_{p}"]["samples_per_s"], 2) for p in precisions},
     }
-    report = {
-        "data": str(args.tokens), "docs": len(store), "mean_length": round(float(store.lengths.mean()), 1),
-        "batch_size": args.batch_size, "max_length": args.max_length,
-        "samples_per_s": {k: round(v, 2) for k, v in results.items()},
-        "speedup_vs_trainer_fp32": round(results["bertclf_bf16"] / results["trainer_fp32"], 2),
-        "speedup_vs_trainer_bf16": round(results["bertclf_bf16"] / results["trainer_bf16"], 2),
-        "speedup_same_precision_fp32": round(results["bertclf_fp32"] / results["trainer_fp32"], 2),
-        "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": platform.python_version(),
-                    "cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(sys.argv),
-    }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish(result, args.out, load_before)
 
 
 if __name__ == "__main__":

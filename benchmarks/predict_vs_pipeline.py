@@ -1,26 +1,30 @@
-"""Inference: `bertclf` prediction vs Hugging Face `pipeline("text-classification")`, same model.
+"""Inference: `bertclf` prediction against Hugging Face `pipeline("text-classification")` at its best.
 
-Same fine-tuned model directory, same real test texts (the first `--docs` of a split parquet,
-raw strings in, tokenization included), same max length and truncation (head), same threads,
-on this machine. The pipeline runs with its default batch size (texts one at a time) and with
-each of `--pipeline-batch-sizes`; its best is reported. Ours runs `TextClassifier.predict_proba`
-(batches sorted by length) in fp32 and, on CPUs with bf16 units, bf16 autocast, and the ONNX
-exports (fp32, int8) on onnxruntime. Accuracy is measured on the whole split for every variant of ours.
+Same fine-tuned model directory, same real test texts (the first `--docs` of a split parquet, raw
+strings in, tokenization included), same max length and truncation (head), same threads.
 
-    python benchmarks/predict_vs_pipeline.py --model models/classifier --data data/split/test.parquet \
+- the pipeline in file order, with its default batch size (one text at a time) and with each of
+  `--pipeline-batch-sizes`; and with the texts sorted by length first (what a careful user does
+  to cut padding; results put back in order), at each batch size; in fp32, and with the model in
+  bf16 (`torch_dtype=torch.bfloat16`) where the CPU has bf16 units;
+- ours: `bertclf.load(...).predict_proba` (batches of `--batch-size` sorted by length) in fp32,
+  bf16 autocast where the CPU has bf16 units, and the ONNX exports (fp32, dynamic int8) on
+  onnxruntime.
+
+The headline compares each of ours with the pipeline's best at the same precision. A warm-up on a
+few texts, then `--repeats` interleaved rounds (`benchlib`); accuracy on the whole split.
+
+    python benchmarks/predict_vs_pipeline.py --model models/classifier --data data/split/test.parquet \\
         --docs 1000 --out benchmarks/results/predict_vs_pipeline.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
-import time
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,56 +32,38 @@ import numpy as np
 import pandas as pd
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import finish, interleaved, per_second
+
 from bertclf.export import export_onnx
 from bertclf.predictor import TextClassifier
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_has_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def timed(fn: Any, texts: list[str]) -> tuple[float, Any]:
-    fn(texts[:8])  # warm-up
-    t0 = time.perf_counter()
-    out = fn(texts)
-    return time.perf_counter() - t0, out
-
-
-def pipeline_runs(model: Path, texts: list[str], max_length: int, batch_sizes: list[int]) -> list[dict]:
+def pipeline_methods(model: Path, texts: list[str], order: np.ndarray, max_length: int,
+                     batch_sizes: list[int], bf16: bool) -> dict[str, Callable[[], Any]]:
+    """`pipe(texts)` in file order and in length order, per batch size (and precision)."""
     from transformers import pipeline
 
-    pipe = pipeline("text-classification", model=str(model), tokenizer=str(model), device="cpu")
-    runs = []
-    for bs in [None, *batch_sizes]:
-        kwargs: dict[str, Any] = {"truncation": True, "max_length": max_length}
-        if bs is not None:
-            kwargs["batch_size"] = bs
-        seconds, _ = timed(lambda t, kw=kwargs: pipe(t, **kw), texts)
-        runs.append({"name": f"pipeline batch_size={bs or 'default'}", "batch_size": bs,
-                     "seconds": round(seconds, 2), "samples_per_s": round(len(texts) / seconds, 1)})
-        print(runs[-1], flush=True)
-    return runs
-
-
-def ours_run(name: str, clf: TextClassifier, texts: list[str], all_texts: list[str],
-             labels: np.ndarray) -> dict:
-    seconds, _ = timed(clf.predict_proba, texts)
-    acc = float((clf.logits(all_texts).argmax(1) == labels).mean())
-    run = {"name": name, "batch_size": clf.batch_size, "seconds": round(seconds, 2),
-           "samples_per_s": round(len(texts) / seconds, 1), "test_acc": round(acc, 5)}
-    print(run, flush=True)
-    return run
+    methods: dict[str, Callable[[], Any]] = {}
+    for precision in ("fp32", "bf16") if bf16 else ("fp32",):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        pipe = pipeline("text-classification", model=str(model), tokenizer=str(model), device="cpu",
+                        dtype=dtype)
+        pipe(texts[:4], truncation=True, max_length=max_length)  # warm-up
+        sorted_texts = [texts[i] for i in order]
+        for bs in [None, *batch_sizes]:
+            kwargs: dict[str, Any] = {"truncation": True, "max_length": max_length}
+            if bs is not None:
+                kwargs["batch_size"] = bs
+            label = f"pipeline {precision} batch {bs or 'default (1)'}"
+            methods[label] = lambda p=pipe, kw=kwargs: p(texts, **kw)
+            if bs is not None:
+                methods[f"{label}, sorted by length"] = lambda p=pipe, kw=kwargs, t=sorted_texts: p(t, **kw)
+    return methods
 
 
 def main() -> None:
@@ -87,8 +73,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pipeline-batch-sizes", default="8,32,64")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predict_vs_pipeline.json"))
     args = parser.parse_args()
+    load_before = os.getloadavg()
 
     df = pd.read_parquet(args.data)
     all_texts, labels = df["text"].tolist(), df["label"].to_numpy()
@@ -99,43 +87,45 @@ def main() -> None:
     cfg = clf.tokenize_cfg
     if cfg.truncation != "head":
         sys.exit("the pipeline truncates the head only; use a model trained with tokenize.truncation=head")
-    runs = pipeline_runs(args.model, texts, cfg.max_length,
-                         [int(x) for x in args.pipeline_batch_sizes.split(",")])
-    ours = [ours_run("bertclf fp32", clf, texts, all_texts, labels)]
-    if cpu_has_bf16():
-        ours.append(ours_run("bertclf bf16", TextClassifier(args.model, batch_size=args.batch_size,
-                                                            precision="bf16"), texts, all_texts, labels))
-    else:
-        print("bertclf bf16: skipped, this CPU has no bf16 units (autocast would be emulated)", flush=True)
+    lengths = np.asarray(clf.encode(texts)["length"])
+    order = np.argsort(-lengths, kind="stable")
+    bf16 = cpu_has_bf16()
+
+    ours: dict[str, TextClassifier] = {"bertclf fp32": clf}
+    if bf16:
+        ours["bertclf bf16"] = TextClassifier(args.model, batch_size=args.batch_size, precision="bf16")
     with tempfile.TemporaryDirectory() as tmp:
         for quantize in (None, "int8"):
             out = export_onnx(args.model, Path(tmp) / f"onnx-{quantize}", quantize)
-            ours.append(ours_run(f"bertclf onnx {quantize or 'fp32'}",
-                                 TextClassifier(out, batch_size=args.batch_size), texts, all_texts, labels))
-    default = runs[0]["samples_per_s"]
-    best = max(r["samples_per_s"] for r in runs)
-    fp32 = ours[0]["samples_per_s"]
-    for r in ours:
-        r["vs_pipeline_default"] = round(r["samples_per_s"] / default, 2)
-        r["vs_pipeline_best"] = round(r["samples_per_s"] / best, 2)
-        r["vs_bertclf_fp32"] = round(r["samples_per_s"] / fp32, 2)
-        r["acc_drop_points_vs_fp32"] = round(100 * (ours[0]["test_acc"] - r["test_acc"]), 2)
-    report = {
-        "benchmark": "predict_vs_pipeline",
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_has_bf16(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "model": str(args.model), "data": str(args.data), "docs_timed": len(texts),
-        "docs_for_accuracy": len(all_texts), "max_length": cfg.max_length,
-        "mean_tokens": round(float(np.mean(clf.encode(texts)["length"])), 1),
-        "pipeline": runs, "ours": ours,
+            ours[f"bertclf onnx {quantize or 'fp32'}"] = TextClassifier(out, batch_size=args.batch_size)
+        for model in ours.values():
+            model.predict_proba(texts[:8])  # warm-up
+        methods = {name: (lambda m=model: m.predict_proba(texts)) for name, model in ours.items()}
+        methods.update(pipeline_methods(args.model, texts, order, cfg.max_length,
+                                        [int(x) for x in args.pipeline_batch_sizes.split(",")], bf16))
+        timings = interleaved(methods, repeats=args.repeats, warmup=False)
+        accuracy = {name: round(float((m.logits(all_texts).argmax(1) == labels).mean()), 5)
+                    for name, m in ours.items()}
+
+    rows = {name: {**t, **per_second(t, len(texts))} for name, t in timings.items()}
+    for name, acc in accuracy.items():
+        rows[name]["test_acc"] = acc
+    best = {p: max((n for n in rows if n.startswith(f"pipeline {p}")), key=lambda n: rows[n]["per_s"])
+            for p in (("fp32", "bf16") if bf16 else ("fp32",))}
+    default = rows["pipeline fp32 batch default (1)"]["per_s"]
+    for name in ours:
+        precision = "bf16" if name == "bertclf bf16" else "fp32"
+        rows[name]["vs_pipeline_default_fp32"] = round(rows[name]["per_s"] / default, 2)
+        rows[name][f"vs_pipeline_best_{precision}"] = round(
+            rows[name]["per_s"] / rows[best[precision]]["per_s"], 2)
+        rows[name]["acc_drop_points_vs_fp32"] = round(100 * (accuracy["bertclf fp32"] - accuracy[name]), 2)
+    result = {
+        "benchmark": "predict_vs_pipeline", "model": str(args.model), "data": str(args.data),
+        "docs_timed": len(texts), "docs_for_accuracy": len(all_texts), "max_length": cfg.max_length,
+        "mean_tokens": round(float(lengths.mean()), 1), "repeats": args.repeats,
+        "pipeline_best": best, "samples_per_s": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({r["name"]: [r["samples_per_s"], r["vs_pipeline_default"], r["vs_pipeline_best"],
-                                  r["test_acc"]] for r in ours}, indent=1))
+    finish(result, args.out, load_before)
 
 
 if __name__ == "__main__":
