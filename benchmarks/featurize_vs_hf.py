@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import finish, interleaved, per_second
 
-from bertclf.features import encode_batch, length_batches, load_encoder
+from bertclf.data.stores import length_batches
+from bertclf.encoder import batch_encoder, load_encoder
 
 
 def main() -> None:
@@ -58,10 +59,12 @@ def main() -> None:
     pad = model.config.pad_token_id or 0
     vectors: dict[str, list[torch.Tensor]] = {}
 
+    encode = batch_encoder(model, "last", pad)
+
     def bertclf_way() -> None:
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
         for batch in length_batches(lengths, args.max_batch_tokens):
-            enc = encode_batch(model, [ids[i] for i in batch], "last", pad)
+            enc = encode([ids[i] for i in batch])
             for row, i in enumerate(batch):
                 out[i] = enc[row, : lengths[i]].clone()
         vectors["bertclf"] = out

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import finish
 
 from bertclf.config import Config
-from bertclf.model_inputs import Inputs
-from bertclf.tokenization import SCHEMA
-from bertclf.training import TrainOutputs, train
+from bertclf.data.stores import Inputs
+from bertclf.data.tokenization import SCHEMA
+from bertclf.training.loop import TrainOutputs, train
 
 
 def sample(tokens: Path, docs: int, max_length: int, seed: int) -> dict[str, list]:
@@ -113,11 +113,14 @@ def trainer_run(tokens: Path, encoder: Path, batch_size: int, precision: str, se
             times["end"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as tmp:
+        # a 10 % linear warm-up, as bertclf's run: a float warmup_steps in transformers 5
+        warmup = ({"warmup_steps": 0.1} if "warmup_ratio" not in TrainingArguments.__dataclass_fields__
+                  else {"warmup_ratio": 0.1})
         grouping = ({"train_sampling_strategy": "group_by_length"}
                     if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__
                     else {"group_by_length": True})
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch_size, num_train_epochs=1,
-                                 learning_rate=5e-5, warmup_ratio=0.1, bf16=precision == "bf16", use_cpu=True,
+                                 learning_rate=5e-5, bf16=precision == "bf16", use_cpu=True, **warmup,
                                  report_to=[], save_strategy="no", logging_strategy="no", seed=seed,
                                  dataloader_num_workers=0, disable_tqdm=True, **grouping)
         Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),

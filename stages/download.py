@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
-from bertclf.datasets import download_dataset, user_files
-from bertclf.encoders import download_encoder, local_encoder
-from bertclf.tracked import check_tracked
+from bertclf.data.datasets import download_dataset, user_files
+from bertclf.data.encoder_source import download_encoder, local_encoder
+from bertclf.data.tracked import check_tracked
 
 
 def main() -> None:

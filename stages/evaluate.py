@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
+from bertclf.data.stores import Inputs
 from bertclf.evaluation import evaluate
-from bertclf.model_inputs import Inputs
 from bertclf.runlog import write_report
 
 

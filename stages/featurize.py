@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 
 from bertclf.cli_support import run_stage
-from bertclf.config import FEATURE_ARCHS, load_config
+from bertclf.config import load_config
 from bertclf.features import featurize
+from bertclf.models import get
 from bertclf.runlog import write_report
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.params)
-    needed = config.train.arch in FEATURE_ARCHS
+    needed = get(config.train.arch).reads == "features"
     report = featurize(args.tokens, args.encoder, args.out, config.featurize,
                        encoder_name=config.encoder.name, needed=needed, threads=config.runtime.threads)
     write_report(report, args.report, "featurize", args.runlog_dir)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
-from bertclf.datasets import load_raw
-from bertclf.splitting import make_splits, write_splits
+from bertclf.data.datasets import load_raw
+from bertclf.data.splitting import make_splits, write_splits
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
+from bertclf.data.tokenization import tokenize_splits
 from bertclf.runlog import write_report
-from bertclf.tokenization import tokenize_splits
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
-from bertclf.distributed import is_main_process
-from bertclf.model_inputs import Inputs
+from bertclf.data.stores import Inputs
 from bertclf.runlog import write_report
-from bertclf.training import TrainOutputs, train
+from bertclf.training.distributed import is_main_process
+from bertclf.training.loop import TrainOutputs, train
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_bert_dir: Path) -> Any:
     """The tiny model's fast tokenizer, loaded by the pipeline's own loading code."""
-    from bertclf.tokenization import load_tokenizer
+    from bertclf.data.tokenization import load_tokenizer
 
     return load_tokenizer(tiny_bert_dir)
 
@@ -147,8 +147,8 @@ def run_split_stage(workdir: Path, data: dict[str, Any], split: dict[str, Any] |
     Returns the split report. Raises whatever the stages raise.
     """
     from bertclf.config import DataConfig, SplitConfig
-    from bertclf.datasets import download_dataset, load_raw
-    from bertclf.splitting import make_splits, write_splits
+    from bertclf.data.datasets import download_dataset, load_raw
+    from bertclf.data.splitting import make_splits, write_splits
 
     data_cfg, split_cfg = DataConfig(**data), SplitConfig(**(split or {}))
     raw = workdir / "data" / "raw"
@@ -180,7 +180,7 @@ def make_config(**overrides: Any) -> Any:
 def run_train(inputs: Any, out: Path, **overrides: Any) -> dict[str, Any]:
     """`train` as the stage runs it, outputs under `out` (model, ckpt, train.json, plots); params
     as for `make_config`."""
-    from bertclf.training import TrainOutputs, train
+    from bertclf.training.loop import TrainOutputs, train
 
     return train(make_config(**overrides), inputs,
                  TrainOutputs(out / "model", out / "ckpt", out / "train.json", out / "plots"))

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bertclf.features import INDEX_SUFFIX
+from bertclf.data.stores import INDEX_SUFFIX
 
 
 def write_features(out: Path, sizes: dict[str, int], dim: int = 8, num_labels: int = 3,

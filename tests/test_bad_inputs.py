@@ -213,7 +213,7 @@ def test_missing_user_file_names_it(tmp_path: Path, split_stage: Callable) -> No
 
 
 def test_raw_data_of_another_dataset_is_refused(tmp_path: Path, split_stage: Callable) -> None:
-    from bertclf.datasets import load_raw
+    from bertclf.data.datasets import load_raw
 
     f = user_file(tmp_path, "mine.csv", csv_text(GOOD_ROWS))
     split_stage(tmp_path / "work", {"name": "file", "path": str(f)})
@@ -224,9 +224,9 @@ def test_raw_data_of_another_dataset_is_refused(tmp_path: Path, split_stage: Cal
 # --- the stage scripts themselves: exit status 1, one line, no traceback, no output ---------
 
 def run_stage(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
     env.pop("BERTCLF_MIRROR", None)
-    return subprocess.run([sys.executable, "-P", str(REPO / "stages" / args[0]), *args[1:]],
+    return subprocess.run([sys.executable, "-m", f"stages.{args[0].removesuffix('.py')}", *args[1:]],
                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -12,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from bertclf.model_inputs import Inputs
+from bertclf.data.stores import Inputs
 from tests.conftest import run_train
 from tests.featurefixtures import write_features
 
@@ -29,10 +29,10 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     feats = write_features(tmp_path / "features", {"train": 101, "val": 33, "test": 10})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     ddp = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONSAFEPATH": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "stages/train.py", str(feats), str(feats), str(feats), str(ddp / "model"), str(ddp / "ckpt"),
+         "-m", "stages.train", str(feats), str(feats), str(feats), str(ddp / "model"), str(ddp / "ckpt"),
          str(ddp / "train.json"), str(ddp / "plots"), str(ddp / "report.json"),
          "--params", str(tmp_path / "params.yaml"), "--runlog-dir", str(tmp_path / "logs")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

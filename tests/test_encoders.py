@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bertclf.encoders import KNOWN_ENCODERS, SOURCE_FILE, download_encoder, encoder_artifact, read_source
+from bertclf.data.encoder_source import (
+    KNOWN_ENCODERS,
+    SOURCE_FILE,
+    download_encoder,
+    encoder_artifact,
+    read_source,
+)
 from bertclf.errors import ArtifactNotFound, ConfigError
 
 

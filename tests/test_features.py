@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from bertclf.config import FeaturizeConfig, TokenizeConfig
-from bertclf.features import FeatureStore, featurize, length_batches, load_encoder
-from bertclf.tokenization import tokenize_splits
+from bertclf.data.stores import FeatureStore, length_batches
+from bertclf.data.tokenization import tokenize_splits
+from bertclf.encoder import load_encoder
+from bertclf.features import featurize
 
 WORDS = ["the", "movie", "was", "great", "but", "the", "acting", "was", "poor", "and", "the", "story",
          "dragged", "on", "and", "on"]

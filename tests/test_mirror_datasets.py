@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from bertclf.config import DataConfig, SplitConfig
-from bertclf.datasets import RECIPES, RawDataset, download_dataset, load_raw
-from bertclf.splitting import Splits, make_splits
+from bertclf.data.datasets import RECIPES, RawDataset, download_dataset, load_raw
+from bertclf.data.splitting import Splits, make_splits
 
 SPLIT = SplitConfig(val_fraction=0.1, test_fraction=0.1, seed=42)
 
@@ -135,7 +135,7 @@ def test_webkb_empty_documents_and_duplicates(loaded: dict) -> None:
 
 
 def test_metrics_json_round_trip(loaded: dict, tmp_path: Path) -> None:
-    from bertclf.splitting import write_splits
+    from bertclf.data.splitting import write_splits
 
     _, splits, _ = loaded["r8"]
     write_splits(splits, tmp_path / "split", tmp_path / "data.json")

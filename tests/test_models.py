@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from bertclf.models import Batch, BiGRUClassifier, HANClassifier, ModelConfig, build_model
+from bertclf.data.stores import Batch
+from bertclf.models import ModelConfig, get
+from bertclf.models.han import HANClassifier
+from bertclf.models.recurrent import RecurrentClassifier
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A fresh model through the registry, as training builds it."""
+    return get(cfg.arch).build(cfg, Path("no-encoder"))
 
 DIM, LABELS = 12, 4
 
@@ -18,8 +27,7 @@ def bigru_batch(lengths: list[int], fill: float = 0.0) -> Batch:
     tokens = torch.full((len(lengths), max(lengths), DIM), fill)
     for i, n in enumerate(lengths):
         tokens[i, :n] = torch.randn(n, DIM)
-    return Batch(labels=torch.zeros(len(lengths), dtype=torch.long), tokens=tokens,
-                 lengths=torch.tensor(lengths))
+    return Batch(tokens=tokens, lengths=torch.tensor(lengths))
 
 
 def han_batch(doc_sentences: list[list[int]], fill: float = 0.0) -> Batch:
@@ -28,8 +36,7 @@ def han_batch(doc_sentences: list[list[int]], fill: float = 0.0) -> Batch:
     tokens = torch.full((len(flat), max(flat), DIM), fill)
     for i, n in enumerate(flat):
         tokens[i, :n] = torch.randn(n, DIM)
-    return Batch(labels=torch.zeros(len(doc_sentences), dtype=torch.long), sentence_tokens=tokens,
-                 sentence_lengths=torch.tensor(flat),
+    return Batch(sentence_tokens=tokens, sentence_lengths=torch.tensor(flat),
                  doc_sentences=torch.tensor([len(d) for d in doc_sentences]))
 
 
@@ -40,7 +47,7 @@ def config(arch: str, **kw: object) -> ModelConfig:
 def test_output_shapes_both_archs() -> None:
     bigru = build_model(config("bigru")).eval()
     han = build_model(config("han")).eval()
-    assert isinstance(bigru, BiGRUClassifier) and isinstance(han, HANClassifier)
+    assert isinstance(bigru, RecurrentClassifier) and isinstance(han, HANClassifier)
     assert bigru(bigru_batch([5, 2, 7])).shape == (3, LABELS)
     assert han(han_batch([[3, 4], [2], [5, 1, 2]])).shape == (3, LABELS)
     assert han.last_sentence_attention.shape == (3, 3)

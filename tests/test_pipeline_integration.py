@@ -265,7 +265,7 @@ def test_a_stale_model_is_never_reused(project: Project) -> None:
     assert "train" in project.repro("-f", "-s", "train")
     assert project.json("logs/train.json")["resumed_from_epoch"] == 2
     (root / "models/checkpoints/COMPLETE").unlink()
-    models = root / "src/bertclf/models.py"
+    models = root / "src/bertclf/models/han.py"
     models.write_text(models.read_text() + "\n# a change to the model code\n")
     assert "train" in project.repro()
     assert project.json("logs/train.json")["resumed_from_epoch"] == 0
@@ -357,7 +357,7 @@ def test_experiments_compare_in_a_narrow_table_and_in_plots(project: Project) ->
 
     compare = project.run(str(VENV_BIN / "bertclf"), "compare", "--dataset", "r8")
     assert "| tfidf |" in compare.stdout and "| han |" in compare.stdout
-    listed = project.run(str(VENV_BIN / "python"), "-c", "from bertclf.study import experiments; "
+    listed = project.run(str(VENV_BIN / "python"), "-c", "from bertclf.experiments.study import experiments; "
                          "print(sorted((e['kind'], e['name']) for e in experiments()))").stdout
     rows = ast.literal_eval(listed)
     assert ("workspace", "workspace") in rows and ("experiment", "wide") in rows

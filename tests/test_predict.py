@@ -18,14 +18,14 @@ import pytest
 from typer.testing import CliRunner
 
 import bertclf
-from bertclf.classifier import CONFIG
 from bertclf.cli import app
+from bertclf.data.stores import Inputs
+from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.errors import BertclfError
 from bertclf.evaluation import evaluate, load_predictions
 from bertclf.features import FeaturizeConfig, featurize
-from bertclf.model_inputs import Inputs
-from bertclf.predict_io import interactive
-from bertclf.tokenization import TokenizeConfig, tokenize_splits
+from bertclf.model_dir import CONFIG
+from bertclf.serving.predict_io import interactive
 from tests.conftest import run_train
 from tests.test_token_archs import review
 
@@ -241,7 +241,7 @@ def test_export_refuses_recurrent_archs_clearly(data: Inputs, tmp_path: Path) ->
     run_train(data, tmp_path, train={"arch": "rnn", "batch_size": 16, "epochs": 1},
               rnn={"embedding_dim": 8, "hidden": 4, "attention_dim": 4})
     result = CliRunner().invoke(app, ["export", "-m", str(tmp_path / "model")])
-    assert result.exit_code == 1 and "export supports finetune, cnn" in result.stderr
+    assert result.exit_code == 1 and "export supports cnn, bigru, han, finetune; rnn runs" in result.stderr
     assert not (tmp_path / "model-onnx").exists()
 
 

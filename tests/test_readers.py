@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bertclf.data.readers import base_suffix, iter_lines, read_jsonl, read_label_tsv, read_parquet, read_table
 from bertclf.errors import DataError
-from bertclf.readers import base_suffix, iter_lines, read_jsonl, read_label_tsv, read_parquet, read_table
 
 
 def write(path: Path, data: str | bytes) -> Path:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from bertclf import resolve
+from bertclf.data import resolve
+from bertclf.data.resolve import Artifact, Source, fetch, locate, sha256_of
 from bertclf.errors import ArtifactNotFound
-from bertclf.resolve import Artifact, Source, fetch, locate, sha256_of
 
 CONTENT = b"label\ttext\nspam\tbuy now\n"
 SHA = hashlib.sha256(CONTENT).hexdigest()

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from bertclf.config import section_from
-from bertclf.datasets import RawDataset
+from bertclf.data.datasets import RawDataset
+from bertclf.data.splitting import Splits, make_splits, stratified_take, write_splits
 from bertclf.errors import ConfigError
-from bertclf.splitting import Splits, make_splits, stratified_take, write_splits
 
 DEFAULTS: dict[str, Any] = {"val_fraction": 0.1, "test_fraction": 0.1, "seed": 42, "max_train": None,
                             "max_test": None, "dedupe": True, "empty_texts": "drop"}

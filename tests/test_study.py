@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-import bertclf.study as study_mod
-import bertclf.study_report as report_mod
+import bertclf.experiments.study as study_mod
+import bertclf.experiments.study_report as report_mod
 from bertclf.errors import ConfigError
-from bertclf.study import load_study, select_best, set_args, variants
+from bertclf.experiments.study import load_study, select_best, set_args, variants
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
 
 def test_compare_takes_the_best_validation_run_per_arch(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import bertclf.compare as compare_mod
+    import bertclf.experiments.compare as compare_mod
 
     def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8") -> dict[str, Any]:
         return {"name": name, "rev": name, "kind": "workspace" if name == "workspace" else "experiment",

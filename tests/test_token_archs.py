@@ -11,15 +11,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import bertclf.checkpoints as checkpoints
-from bertclf.classifier import load_classifier
+import bertclf.training.checkpoints as checkpoints
+from bertclf.data.stores import Batch, Inputs
+from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.evaluation import evaluate
 from bertclf.features import FeaturizeConfig, featurize
-from bertclf.finetune import layerwise_param_groups, load_finetune
-from bertclf.model_inputs import Inputs
-from bertclf.models import Batch, ModelConfig, build_model
+from bertclf.model_dir import load_classifier
+from bertclf.models import ModelConfig, get
+from bertclf.models.finetune import layerwise_param_groups, load_finetune
 from bertclf.pretrain import PretrainConfig, pretrain
-from bertclf.tokenization import TokenizeConfig, tokenize_splits
 from tests.conftest import run_train
 
 GOOD = ["good", "great", "excellent", "amazing", "wonderful", "perfect", "loved", "beautiful", "fine", "nice"]
@@ -131,12 +131,12 @@ def test_layerwise_lr_decay_gives_each_layer_its_rate(tiny_bert_dir: Path) -> No
 def test_cnn_ignores_padding_and_handles_short_documents() -> None:
     cfg = ModelConfig(arch="cnn", input_dim=0, num_labels=2, vocab_size=50, pad_id=0, embedding_dim=6,
                       num_filters=4, filter_widths=(2, 3))
-    model = build_model(cfg).eval()
+    model = get("cnn").build(cfg, Path("no-encoder")).eval()
     ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 0, 0, 0]])
     mask = (ids != 0).long()
-    logits = model(Batch(labels=torch.zeros(2, dtype=torch.long), input_ids=ids, attention_mask=mask))
+    logits = model(Batch(input_ids=ids, attention_mask=mask))
     wider = torch.cat([ids, torch.zeros(2, 4, dtype=torch.long)], dim=1)
-    again = model(Batch(labels=torch.zeros(2, dtype=torch.long), input_ids=wider,
+    again = model(Batch(input_ids=wider,
                         attention_mask=(wider != 0).long()))
     assert torch.allclose(logits, again, atol=1e-6)
     assert torch.isfinite(logits).all()

@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bertclf.config import section_from
-from bertclf.errors import ConfigError
-from bertclf.tokenization import (
+from bertclf.data.tokenization import (
     SCHEMA,
     DocumentTokenizer,
     TokenizeConfig,
@@ -25,6 +24,7 @@ from bertclf.tokenization import (
     split_sentences,
     tokenize_splits,
 )
+from bertclf.errors import ConfigError
 
 WORDS = ["good", "movie", "bad", "acting", "story", "great", "film", "plot", "music", "ending", "the",
          "cast", "scene", "people", "love", "funny", "boring", "long", "time", "night"]

@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score
 
-import bertclf.checkpoints as checkpoints
+import bertclf.training.checkpoints as checkpoints
+from bertclf.data.stores import Inputs
 from bertclf.evaluation import evaluate, load_predictions
-from bertclf.model_inputs import Inputs
-from bertclf.training import TrainingError
+from bertclf.training.loop import TrainingError
 from tests.conftest import make_config, run_train
 from tests.featurefixtures import write_features
 
@@ -148,7 +148,7 @@ def test_a_changed_encoder_is_not_resumed(features: Path, tmp_path: Path, monkey
 
 def key_with_sources(src: Path, features: Path) -> str:
     """The resume key computed by the package in `src` (a copy of src/bertclf's tree)."""
-    code = ("from pathlib import Path; from bertclf.checkpoints import resume_key; "
+    code = ("from pathlib import Path; from bertclf.training.checkpoints import resume_key; "
             "from bertclf.config import Config; "
             f"print(resume_key(Config(), [Path({str(features)!r})]))")
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -161,7 +161,7 @@ def test_a_change_to_the_model_code_changes_the_resume_key(features: Path, tmp_p
     for name in ("same", "edited"):
         shutil.copytree(REPO / "src" / "bertclf", tmp_path / name / "bertclf",
                         ignore=shutil.ignore_patterns("__pycache__"))
-    models = tmp_path / "edited" / "bertclf" / "models.py"
+    models = tmp_path / "edited" / "bertclf" / "models" / "han.py"
     models.write_text(models.read_text() + "\n# a change to the model code\n")
     original = key_with_sources(REPO / "src", features)
     assert key_with_sources(tmp_path / "same", features) == original

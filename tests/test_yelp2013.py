@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from bertclf.config import DataConfig, SplitConfig
-from bertclf.datasets import YELP_REVIEWS, download_dataset, recipe
+from bertclf.data.datasets import YELP_REVIEWS, download_dataset, recipe
+from bertclf.data.splitting import make_splits
 from bertclf.errors import ArtifactNotFound, DataError
-from bertclf.splitting import make_splits
 
 YELP = DataConfig(name="yelp2013")
 SPLIT = {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 1}
@@ -161,7 +161,7 @@ def test_missing_review_file_at_data_path_names_it(yelp_mirror: Path, tmp_path: 
 def test_review_file_without_mirror_and_without_data_path(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """No mirror at all: test.json's own https source is tried (stubbed here), then the error."""
-    from bertclf import resolve
+    from bertclf.data import resolve
 
     def urlopen(url: str, timeout: float | None = None) -> Any:
         assert url.endswith("/test.json")

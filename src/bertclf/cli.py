@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from bertclf import __version__
-from bertclf.datasets import RECIPES
+from bertclf.data.datasets import RECIPES
 from bertclf.errors import BertclfError
 
 T = TypeVar("T")
@@ -21,8 +21,8 @@ app = typer.Typer(help="BERT-based text classifiers as a reproducible DVC pipeli
 @app.command()
 def datasets() -> None:
     """List the named datasets and where they come from."""
-    for name, made in RECIPES.items():
-        typer.echo(f"{name:16} {made.description}")
+    for name, recipe in RECIPES.items():
+        typer.echo(f"{name:16} {recipe.description}")
     typer.echo(f"{'file':16} your own csv/tsv/jsonl/parquet (data.path, data.test_path)")
 
 
@@ -42,7 +42,7 @@ def study_run(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="parallel queue workers")] = None,
 ) -> None:
     """Queue every variant as a DVC experiment, run the queue, then retrain the best on validation."""
-    from bertclf.study import load_study, run_study
+    from bertclf.experiments.study import load_study, run_study
 
     failed = _user_errors(lambda: run_study(load_study(study_file), jobs, echo=typer.echo))
     if failed:
@@ -52,8 +52,8 @@ def study_run(
 @study_app.command("report")
 def study_report(study_file: Annotated[Path, typer.Argument(help="the study definition")]) -> None:
     """Write reports/<study>/ (tables, plots, analysis) and metrics/study_<study>.json."""
-    from bertclf.study import load_study
-    from bertclf.study_report import write_report
+    from bertclf.experiments.study import load_study
+    from bertclf.experiments.study_report import write_report
 
     out = _user_errors(lambda: write_report(load_study(study_file)))
     typer.echo(f"wrote {out}/README.md")
@@ -64,8 +64,8 @@ def compare(
     dataset: Annotated[str | None, typer.Option(help="data.name (default: params.yaml's)")] = None,
 ) -> None:
     """Table and bar chart of test accuracy per model (tfidf, cnn, rnn, bigru, han, finetune)."""
-    from bertclf.compare import write_compare
     from bertclf.config import load_config
+    from bertclf.experiments.compare import write_compare
 
     name = dataset or _user_errors(load_config).data.name
     out = _user_errors(lambda: write_compare(name))
@@ -93,15 +93,15 @@ def predict(
     """Classify new text with a trained model: arguments, a file, or an interactive prompt."""
     import sys
 
-    from bertclf.predict_io import (
+    from bertclf.serving.predict_io import (
         check_output,
         format_prediction,
         output_rows,
         predict_file,
         write_predictions,
     )
-    from bertclf.predict_io import interactive as loop
-    from bertclf.predictor import load
+    from bertclf.serving.predict_io import interactive as loop
+    from bertclf.serving.predictor import load
 
     if sum([bool(texts), input is not None, interactive]) != 1:
         typer.echo("error: give texts, --input FILE or --interactive (one of them)", err=True)
@@ -143,8 +143,8 @@ def bench(
     out: Annotated[Path, typer.Option(help="writes OUT.json and OUT.md")] = Path("reports/bench"),
 ) -> None:
     """Inference throughput (samples/s) and latency (p50/p95) per batch size, on real texts."""
-    from bertclf.bench import markdown, read_bench_texts, run_bench, write_bench
-    from bertclf.predictor import load
+    from bertclf.serving.bench import markdown, read_bench_texts, run_bench, write_bench
+    from bertclf.serving.predictor import load
 
     sizes = _user_errors(lambda: _int_list(batch_sizes, "--batch-sizes"))
     texts = _user_errors(lambda: read_bench_texts(data, limit))
@@ -167,7 +167,7 @@ def export(
     limit: Annotated[int | None, typer.Option(help="check parity on the first N texts only")] = None,
 ) -> None:
     """Export to ONNX (dynamic batch and length), optionally int8; check parity with PyTorch."""
-    from bertclf.export import check_parity, describe, export_onnx
+    from bertclf.serving.export import check_parity, describe, export_onnx
 
     if format != "onnx":
         typer.echo(f"error: --format {format!r} is not supported; use onnx", err=True)

@@ -77,6 +77,9 @@ def closure(entry: Path) -> list[Path]:
     """`entry` and every `bertclf` source file it can reach through imports, sorted."""
     seen: set[Path] = set()
     todo = [Path(entry).resolve()]
+    package = todo[0].parent / "__init__.py"  # `python -m stages.train` runs stages/__init__.py first
+    if package.is_file():
+        todo.append(package)
     while todo:
         path = todo.pop()
         if path in seen:

@@ -33,9 +33,6 @@ PARAMS_FILE = "params.yaml"
 
 Norm = Literal["none", "layer", "batch"]
 LrDecay = Literal["none", "step", "exponential", "cosine", "linear"]
-ARCHS = ("han", "bigru", "finetune", "cnn", "rnn")
-FEATURE_ARCHS = ("han", "bigru")  # read precomputed token vectors (the `featurize` output)
-TOKEN_ARCHS = ("finetune", "cnn", "rnn")  # read token ids
 
 
 def _check(condition: bool, message: str) -> None:
@@ -125,7 +122,7 @@ class FeaturizeConfig:
 class TrainConfig:
     """The training recipe, the same for every arch."""
 
-    arch: Literal["han", "bigru", "finetune", "cnn", "rnn"] = "han"
+    arch: Literal["han", "bigru", "finetune", "cnn", "rnn"] = "han"  # the registry's (bertclf.models)
     lr: float = 0.002
     lr_decay: LrDecay = "none"
     warmup_ratio: float = 0.0
@@ -364,10 +361,10 @@ def section_from(name: str, values: Mapping[str, Any] | None) -> Any:
         if key not in known:
             raise ConfigError(f"{PARAMS_FILE}: unknown key {name}.{key}{_suggest(f'{name}.{key}')}")
         kwargs[key] = _coerce(value, hints[key], f"{name}.{key}")
-    made = cls(**kwargs)
-    if hasattr(made, "check"):
-        made.check()
-    return made
+    section = cls(**kwargs)
+    if hasattr(section, "check"):
+        section.check()
+    return section
 
 
 def from_dict(raw: Mapping[str, Any]) -> Config:

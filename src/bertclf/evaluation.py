@@ -19,11 +19,12 @@ import pyarrow.parquet as pq
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from bertclf.atomic import atomic_path
-from bertclf.classifier import load_classifier
+from bertclf.data.stores import Inputs
+from bertclf.inference import predict_logits, resolve_device
 from bertclf.live import StageLive
-from bertclf.model_inputs import Inputs, batch_maker, open_split
+from bertclf.model_dir import load_classifier
+from bertclf.models import ModelConfig, get
 from bertclf.plotting import plot_confusion
-from bertclf.training import predict_logits, resolve_device
 
 
 def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, plots: Path, predictions: Path,
@@ -33,19 +34,20 @@ def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, p
     Returns the whole report; the scores are also the stage's metrics file.
     """
     model, config = load_classifier(model_dir)
-    arch = config["model"]["arch"]
+    model_cfg = ModelConfig.from_dict(config["model"])
+    arch = get(model_cfg.arch)
     meta = config["data"]
     labels = [str(x) for x in meta.get("labels", [])]
     torch_device = resolve_device(device)
     model.to(torch_device)
-    make = batch_maker(arch, config["model"].get("pad_id", 0), max(config["model"].get("filter_widths", [1])))
     live = StageLive(metrics, plots)
-    report: dict[str, Any] = {"arch": arch}
+    report: dict[str, Any] = {"arch": arch.name}
     tables = {}
     for split in ("val", "test"):
-        store = open_split(arch, inputs, split)
+        store = inputs.open(arch.reads, split)
         t0 = time.perf_counter()
-        logits = predict_logits(model, store, make, batch_size, torch_device)
+        logits = predict_logits(model, store, lambda st, idx: arch.batch(st, idx, model_cfg), batch_size,
+                                torch_device)
         seconds = time.perf_counter() - t0
         pred = logits.argmax(1)
         tables[split] = prediction_table(store, logits, labels)
@@ -56,8 +58,8 @@ def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, p
         live.log_metric(f"{split}/acc", acc, plot=False)
         live.log_metric(f"{split}/macro_f1", f1, plot=False)
         if split == "test":
-            report.update(score_test(store, pred, labels, arch, acc, live, plots))
-            # the model alone, from precomputed features (han, bigru) or token ids (the rest)
+            report.update(score_test(store, pred, labels, arch.name, acc, live, plots))
+            # the model alone, from what it reads: precomputed token vectors or token ids
             report["test_docs_per_s"] = round(len(store) / seconds, 1)
     report["test_subsampled"] = bool(meta.get("test_subsampled", False))
     report["test_rows_full"] = meta.get("test_rows_full", report["test_rows"])

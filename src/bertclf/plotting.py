@@ -21,7 +21,8 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str] 
         writer.writerows(rows)
 
 
-def _figure() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,9 +31,17 @@ def _figure() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Write `fig` as a PNG (atomically) and close it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    pyplot().close(fig)
+
+
 def plot_loss(history: Sequence[dict[str, float]], path: Path, title: str) -> None:
     """Train and validation loss per epoch, validation accuracy on a second axis."""
-    plt = _figure()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
@@ -45,15 +54,12 @@ def plot_loss(history: Sequence[dict[str, float]], path: Path, title: str) -> No
     acc.set_ylabel("validation accuracy")
     lines = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], loc="center right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
     """A confusion matrix (rows: actual, columns: predicted) with counts in the cells."""
-    plt = _figure()
+    plt = pyplot()
     n = len(labels)
     size = min(4 + 0.35 * n, 16)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -68,7 +74,4 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title:
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -19,10 +19,10 @@ import torch
 
 from bertclf.atomic import atomic_path
 from bertclf.config import PretrainConfig
-from bertclf.encoders import SOURCE_FILE
+from bertclf.data.stores import TokenStore
+from bertclf.data.tokenization import load_tokenizer
+from bertclf.encoder import copy_tokenizer_files, from_local
 from bertclf.errors import ConfigError
-from bertclf.finetune import TOKENIZER_FILES
-from bertclf.token_data import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +59,13 @@ def pretrain(tokens: Path, encoder: Path, out: Path, cfg: PretrainConfig) -> dic
 
     from transformers import (
         AutoModelForMaskedLM,
-        AutoTokenizer,
         DataCollatorForLanguageModeling,
         get_linear_schedule_with_warmup,
     )
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     torch.manual_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
-    model = AutoModelForMaskedLM.from_pretrained(encoder, local_files_only=True, use_safetensors=True,
-                                                 trust_remote_code=False, attn_implementation="sdpa")
+    tokenizer = load_tokenizer(encoder)
+    model = from_local(AutoModelForMaskedLM, encoder, attn_implementation="sdpa")
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mask_prob, return_tensors="pt")
     store = TokenStore(tokens, "train")
     order = np.random.default_rng(cfg.seed).permutation(len(store))
@@ -103,9 +99,7 @@ def pretrain(tokens: Path, encoder: Path, out: Path, cfg: PretrainConfig) -> dic
 
     with atomic_path(out, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        for name in (*TOKENIZER_FILES, SOURCE_FILE):  # the tokenizer, and what the encoder was made from
-            if (encoder / name).is_file():
-                shutil.copyfile(encoder / name, tmp / name)
+        copy_tokenizer_files(encoder, tmp, source=True)  # and what the encoder was made from
     report = {"steps": cfg.steps, "skipped": False, "held_out_docs": n_eval,
               "mlm_loss_before": round(before, 5), "mlm_loss_after": round(after, 5),
               "perplexity_before": round(math.exp(min(before, 50)), 3),

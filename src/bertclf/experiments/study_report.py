@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bertclf.atomic import atomic_path, write_json
-from bertclf.plotting import write_csv
-from bertclf.study import (
+from bertclf.experiments.study import (
     FINAL,
     Study,
     base_config,
@@ -25,6 +24,7 @@ from bertclf.study import (
     select_best,
     study_runs,
 )
+from bertclf.plotting import pyplot, save_figure, write_csv
 
 TRAIN_SERIES = "plots/train/metrics"  # dvclive's per-epoch series of the train stage
 
@@ -108,11 +108,7 @@ def _loss_curves(rev: str) -> list[dict[str, float]]:
 
 def _plots(study: Study, tables: dict[str, list[dict[str, Any]]], runs: list[dict[str, Any]],
            out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
     for ax, (factor, rows) in zip(axes[0], tables.items(), strict=True):
@@ -123,10 +119,7 @@ def _plots(study: Study, tables: dict[str, list[dict[str, Any]]], runs: list[dic
         ax.set_ylim(lo - 2, min(100, max(r["val_acc"] for r in rows if r["n"]) * 100 + 1))
         ax.set_title(factor.split(".")[-1])
         ax.set_ylabel("validation accuracy (%)")
-    fig.tight_layout()
-    with atomic_path(out / "val_acc.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "val_acc.png")
 
     by_name = {r["name"]: r for r in runs}
     seed = study.seeds[0]
@@ -146,11 +139,7 @@ def _plots(study: Study, tables: dict[str, list[dict[str, Any]]], runs: list[dic
         ax.set_ylabel("cross-entropy")
         ax.set_title(f"{factor}: train (dashed) and validation loss, seed {seed}")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        image = f"loss_{factor.split('.')[-1]}.png"
-        with atomic_path(out / image) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
+        save_figure(fig, out / f"loss_{factor.split('.')[-1]}.png")
 
 
 def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = Path("metrics")) -> Path:

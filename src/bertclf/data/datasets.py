@@ -20,9 +20,9 @@ import pandas as pd
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import DataConfig
+from bertclf.data.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
+from bertclf.data.resolve import Artifact, Source, locate, sha256_of
 from bertclf.errors import ConfigError, DataError
-from bertclf.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
-from bertclf.resolve import Artifact, Source, locate, sha256_of
 
 MANIFEST = "manifest.json"
 
@@ -182,11 +182,11 @@ def recipe(data: DataConfig) -> Recipe:
         raise ConfigError(
             f"params.yaml: unknown data.name {name!r}; choose one of {', '.join([*RECIPES, 'file'])}"
         )
-    made = RECIPES[name]
+    named = RECIPES[name]
     if name == "yelp2013":
-        files = {**made.files, "reviews": _yelp_reviews_artifact(data)}
-        return Recipe(made.name, made.description, files, made.load)
-    return made
+        files = {**named.files, "reviews": _yelp_reviews_artifact(data)}
+        return Recipe(named.name, named.description, files, named.load)
+    return named
 
 
 RECIPES: dict[str, Recipe] = {
@@ -256,10 +256,10 @@ def _stored_name(role: str, found: Path, art: Artifact) -> str:
 
 def download_dataset(data: DataConfig, out: Path, mirror: Path | None = None) -> dict[str, Any]:
     """Fetch every file of the recipe into `out` (atomically, all or nothing)."""
-    made = recipe(data)
-    manifest: dict[str, Any] = {"dataset": made.name, "files": {}}
+    chosen = recipe(data)
+    manifest: dict[str, Any] = {"dataset": chosen.name, "files": {}}
     with atomic_path(out, is_dir=True) as tmp:
-        for role, art in made.files.items():
+        for role, art in chosen.files.items():
             found = locate(art, mirror)
             name = _stored_name(role, found, art)
             if found.is_dir():

@@ -26,15 +26,13 @@ import torch
 from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
-from bertclf.classifier import CONFIG, ENCODER, WEIGHTS, load_classifier, read_config
-from bertclf.config import FEATURE_ARCHS
+from bertclf.data.stores import Batch
+from bertclf.encoder import copy_tokenizer_files, encoder_vectors, load_encoder
 from bertclf.errors import BertclfError
-from bertclf.features import encoder_vectors, load_encoder
-from bertclf.finetune import TOKENIZER_FILES
-from bertclf.models import Batch
-from bertclf.predictor import ENCODER_ONNX_FILE, ONNX_FILE, TextClassifier, import_onnxruntime
+from bertclf.model_dir import CONFIG, ENCODER, WEIGHTS, load_classifier, read_config
+from bertclf.models import ARCHS, get
+from bertclf.serving.predictor import ENCODER_ONNX_FILE, ONNX_FILE, TextClassifier, import_onnxruntime
 
-EXPORTABLE = ("finetune", "cnn", "han", "bigru")
 QUANTIZE = ("int8",)
 OPSET = 17
 
@@ -47,13 +45,12 @@ class _TokenGraph(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        batch = Batch(labels=input_ids[:, 0], input_ids=input_ids, attention_mask=attention_mask,
-                      lengths=attention_mask.sum(1))
+        batch = Batch(input_ids=input_ids, attention_mask=attention_mask, lengths=attention_mask.sum(1))
         return self.model(batch)
 
 
 class _EncoderGraph(nn.Module):
-    """`forward(input_ids, attention_mask) -> vectors`: the frozen encoder of han / bigru."""
+    """`forward(input_ids, attention_mask) -> vectors`: the frozen encoder of a token-vector model."""
 
     def __init__(self, encoder: nn.Module, layers: str):
         super().__init__()
@@ -95,15 +92,16 @@ def quantize_int8(src: Path, dst: Path) -> None:
 def export_onnx(model_dir: Path, out: Path, quantize: str | None = None) -> Path:
     """Write the exported model directory `out` (atomically)."""
     config = read_config(model_dir)
-    arch = config["model"]["arch"]
-    if arch not in EXPORTABLE:
-        raise BertclfError(f"{model_dir}: export supports {', '.join(EXPORTABLE)}; {arch} runs packed "
-                           "recurrent sequences over learned embeddings, which ONNX cannot express")
+    arch = get(config["model"]["arch"])
+    if arch.export is None:
+        exportable = ", ".join(a.name for a in ARCHS.values() if a.export)
+        raise BertclfError(f"{model_dir}: export supports {exportable}; {arch.name} runs packed recurrent "
+                           "sequences over learned embeddings, which ONNX cannot express")
     if quantize is not None and quantize not in QUANTIZE:
         raise BertclfError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
     model, _ = load_classifier(model_dir)
     with atomic_path(out, is_dir=True) as tmp, tempfile.TemporaryDirectory() as scratch:
-        if arch in FEATURE_ARCHS:  # the encoder goes to ONNX; the small recurrent head stays in PyTorch
+        if arch.export == "encoder":  # the encoder goes to ONNX; the small recurrent head stays in PyTorch
             graph_file = ENCODER_ONNX_FILE
             graph: nn.Module = _EncoderGraph(load_encoder(model_dir / ENCODER),
                                              config.get("data", {}).get("layers", "last"))
@@ -115,9 +113,8 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None) -> Path
         export_graph(graph, fp32, output, max(config["model"].get("filter_widths", [1])))
         if quantize:
             quantize_int8(fp32, tmp / graph_file)
-        for name in (*TOKENIZER_FILES, "labels.json"):
-            if (model_dir / name).is_file():
-                shutil.copyfile(model_dir / name, tmp / name)
+        copy_tokenizer_files(model_dir, tmp)
+        shutil.copyfile(model_dir / "labels.json", tmp / "labels.json")
         write_json(tmp / CONFIG, {**config, "runtime": {"format": "onnx", "quantize": quantize,
                                                         "opset": OPSET, "exported_from": str(model_dir)}})
     return out

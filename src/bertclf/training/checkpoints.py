@@ -65,7 +65,7 @@ def resume_key(config: Config, inputs: list[Path]) -> str:
              f"python {platform.python_version()}\n".encode())
     for i, path in enumerate(inputs):
         _hash_tree(h, Path(path), f"input {i}")
-    for source in closure(Path(__file__).with_name("training.py")):
+    for source in closure(Path(__file__).with_name("loop.py")):
         h.update(source.name.encode())
         h.update(source.read_bytes())
     return h.hexdigest()

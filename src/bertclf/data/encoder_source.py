@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from bertclf.atomic import atomic_path, write_json
+from bertclf.data.resolve import HF_PATTERNS, Artifact, Source, locate
+from bertclf.data.tracked import is_under
 from bertclf.errors import ArtifactNotFound, ConfigError
-from bertclf.resolve import HF_PATTERNS, Artifact, Source, locate
-from bertclf.tracked import is_under
 
 # Encoders with a source that needs no Hugging Face hub (tried after the mirror, before the hub).
 KNOWN_ENCODERS: dict[str, tuple[Source, ...]] = {

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import SplitConfig
-from bertclf.datasets import RawDataset
+from bertclf.data.datasets import RawDataset
 from bertclf.errors import DataError
 
 

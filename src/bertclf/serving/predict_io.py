@@ -12,9 +12,9 @@ from typing import IO, Any
 import numpy as np
 
 from bertclf.atomic import atomic_path
+from bertclf.data.readers import base_suffix, read_texts
 from bertclf.errors import DataError
-from bertclf.predictor import TextClassifier
-from bertclf.readers import base_suffix, read_texts
+from bertclf.serving.predictor import TextClassifier
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 CHUNK = 4096  # texts per model call when classifying a file: memory stays flat on big inputs

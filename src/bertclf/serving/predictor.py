@@ -5,7 +5,7 @@
     clf.predict(["great food, slow service"])  # [Prediction(label='4', probability=0.71, ...)]
 
 The model directory carries what prediction needs: the label names, the tokenizer, the tokenize
-settings (max length, truncation), and for the archs that read token vectors (han, bigru) the
+settings (max length, truncation), and for the archs that read token vectors the
 frozen encoder and its layer combination. An exported ONNX directory (`bertclf export`) loads the
 same way and runs on onnxruntime.
 """
@@ -21,20 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from bertclf.classifier import ENCODER, load_classifier, read_config
-from bertclf.config import FEATURE_ARCHS
+from bertclf.config import TokenizeConfig
+from bertclf.data.stores import Batch, FeatureStore, TokenStore, pad_ids
+from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
+from bertclf.encoder import batch_encoder, encode_documents, load_encoder
 from bertclf.errors import BertclfError
-from bertclf.features import FeatureStore, encode_documents, encoder_vectors, load_encoder, pad_ids
-from bertclf.model_inputs import batch_maker
-from bertclf.models import Batch
-from bertclf.token_data import TokenStore
-from bertclf.tokenization import DocumentTokenizer, TokenizeConfig, load_tokenizer
-from bertclf.training import predict_logits, resolve_device
+from bertclf.inference import autocast, predict_logits, resolve_device
+from bertclf.model_dir import ENCODER, load_classifier, read_config
+from bertclf.models import ModelConfig, get
 
 PRECISIONS = ("fp32", "bf16")
 ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
-ENCODER_ONNX_FILE = "encoder.onnx"  # an exported han / bigru encoder (the head stays in PyTorch)
-MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (han, bigru), as featurize's default
+ENCODER_ONNX_FILE = "encoder.onnx"  # the exported encoder of a token-vector model (its head stays in PyTorch)
+MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (token-vector models), as featurize's default
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def onnx_session(path: Path, threads: int = 0) -> Any:
 
 
 class OnnxClassifier(nn.Module):
-    """An exported token-id model (finetune, cnn) on onnxruntime, behind `forward(batch)`."""
+    """A whole model exported to ONNX (the token-id archs: finetune, cnn), behind `forward(batch)`."""
 
     def __init__(self, path: Path, threads: int = 0):
         super().__init__()
@@ -76,7 +75,7 @@ class OnnxClassifier(nn.Module):
 
 
 class OnnxEncoder:
-    """An exported encoder (han, bigru): a batch of token id arrays in, token vectors out."""
+    """The exported encoder of a token-vector model: a batch of token id arrays in, token vectors out."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 0):
         self.session = onnx_session(path, threads)
@@ -96,7 +95,9 @@ class TextClassifier:
                  batch_size: int = 64, threads: int = 0):
         self.model_dir = Path(model_dir)
         self.config = read_config(self.model_dir)
-        self.arch: str = self.config["model"]["arch"]
+        self.model_cfg = ModelConfig.from_dict(self.config["model"])
+        self.family = get(self.model_cfg.arch)  # what it reads, how it is batched and exported
+        self.arch: str = self.family.name
         data = self.config.get("data", {})
         self.labels = [str(x) for x in data.get("labels", [])]
         if not self.labels:
@@ -112,31 +113,22 @@ class TextClassifier:
         self.tokenize_cfg = TokenizeConfig(**data.get("tokenize", {}))
         self.tokenizer = DocumentTokenizer(self._tokenizer(), self.tokenize_cfg)
         self.model: nn.Module
-        if self.runtime == "onnx" and self.arch not in FEATURE_ARCHS:
+        if self.runtime == "onnx" and self.family.export == "model":
             self.model = OnnxClassifier(self._need(ONNX_FILE), threads)
         else:
             self.model, _ = load_classifier(self.model_dir)
             self.model.to(self.device)
-        # han / bigru: the encoder that turns token ids into the vectors the model reads
+        # models over token vectors: the encoder that turns token ids into the vectors they read
         self.encode_ids: Callable[[list[np.ndarray]], torch.Tensor] | None = None
-        if self.arch in FEATURE_ARCHS:
+        if self.family.reads == "features":
             layers = data.get("layers", "last")
             pad_id = self.tokenizer.tok.pad_token_id or 0
             if self.runtime == "onnx":
                 self.encode_ids = OnnxEncoder(self._need(ENCODER_ONNX_FILE), pad_id, threads)
             else:
                 encoder = load_encoder(self._need(ENCODER), str(self.device))
-
-                @torch.inference_mode()
-                def encode_ids(ids: list[np.ndarray]) -> torch.Tensor:
-                    input_ids, mask = (t.to(self.device) for t in pad_ids(ids, pad_id))
-                    return encoder_vectors(encoder, input_ids, mask, layers).cpu()
-
-                self.encode_ids = encode_ids
-            self.dim = int(self.config["model"]["input_dim"])
-        model_cfg = self.config["model"]
-        self._make = batch_maker(self.arch, model_cfg.get("pad_id", 0),
-                                 max(model_cfg.get("filter_widths", [1])))
+                self.encode_ids = batch_encoder(encoder, layers, pad_id, self.device)
+            self.dim = self.model_cfg.input_dim
 
     def _need(self, name: str) -> Path:
         path = self.model_dir / name
@@ -176,8 +168,8 @@ class TextClassifier:
             encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)
         return FeatureStore.from_arrays(vectors, lengths, encoded["sentence_lengths"])
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+    def _autocast(self) -> Any:
+        return autocast(self.device, self.precision == "bf16")
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw scores ``[len(texts), num_labels]``."""
@@ -187,7 +179,11 @@ class TextClassifier:
 
     def logits_of(self, store: FeatureStore | TokenStore) -> np.ndarray:
         with self._autocast():
-            return predict_logits(self.model, store, self._make, self.batch_size, self.device)
+            return predict_logits(self.model, store, self.batch, self.batch_size, self.device)
+
+    def batch(self, store: FeatureStore | TokenStore, idx: np.ndarray) -> Batch:
+        """The model's inputs for documents `idx` of `store`."""
+        return self.family.batch(store, idx, self.model_cfg)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[len(texts), num_labels]`` (softmax of the logits)."""

@@ -1,9 +1,8 @@
 """`train` under `torchrun`: one process per device, gradients averaged by DistributedDataParallel.
 
-    PYTHONSAFEPATH=1 torchrun --standalone --nproc_per_node N stages/train.py <paths>
+    torchrun --standalone --nproc_per_node N -m stages.train <paths>
 
-(`PYTHONSAFEPATH=1` does what `python -P` does in dvc.yaml: keeps stages/ off sys.path.) Each
-global batch is split across ranks, so N processes see the same data per step as one process
+Each global batch is split across ranks, so N processes see the same data per step as one process
 with the same `train.batch_size`; metrics are reduced across ranks and only rank 0 writes.
 """
 

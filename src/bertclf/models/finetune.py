@@ -1,23 +1,25 @@
-"""`train.arch: finetune`: the pre-trained encoder with a classification head, trained end to end.
+"""`finetune`: the pre-trained encoder with a classification head, trained end to end.
 
 `AutoModelForSequenceClassification` (SDPA attention), AdamW with layer-wise LR decay
 (Sun et al. 2019: layer ``l`` of ``L`` gets ``lr * decay ** (L - 1 - l)``, the embeddings
-``lr * decay ** L``, the head ``lr``), no weight decay on biases and norms.
+``lr * decay ** L``, the head ``lr``), no weight decay on biases and norms. A saved model is a
+Hugging Face model directory.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from bertclf.models import Batch
+from bertclf.data.stores import Batch, TokenStore
+from bertclf.encoder import from_local
+from bertclf.models.base import Arch, ModelConfig
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
@@ -28,33 +30,17 @@ class FineTuneClassifier(nn.Module):
         super().__init__()
         self.model = hf_model
 
-    @property
-    def num_labels(self) -> int:
-        return int(self.model.config.num_labels)
-
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
 
 
 def load_finetune(model_dir: Path, num_labels: int | None = None) -> FineTuneClassifier:
-    """From a local directory only: safetensors weights, no remote code, SDPA attention."""
+    """From a local directory: the encoder with a fresh head (`num_labels`), or a trained model."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     kwargs: dict[str, Any] = {"num_labels": num_labels} if num_labels else {}
-    hf = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, local_files_only=True, trust_remote_code=False, use_safetensors=True,
-        attn_implementation="sdpa", **kwargs)
-    return FineTuneClassifier(hf)
-
-
-def save_finetune(model: FineTuneClassifier, out: Path, encoder_dir: Path) -> None:
-    """The Hugging Face model (safetensors) and the encoder's tokenizer files into `out`."""
-    model.model.save_pretrained(out, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (encoder_dir / name).is_file():
-            shutil.copyfile(encoder_dir / name, out / name)
+    return FineTuneClassifier(from_local(AutoModelForSequenceClassification, model_dir,
+                                         attn_implementation="sdpa", **kwargs))
 
 
 def layerwise_param_groups(model: FineTuneClassifier, lr: float, decay: float,
@@ -76,3 +62,30 @@ def layerwise_param_groups(model: FineTuneClassifier, lr: float, decay: float,
         groups.setdefault((lr * decay**depth, wd), []).append(param)
     return [{"params": params, "lr": group_lr, "weight_decay": wd}
             for (group_lr, wd), params in sorted(groups.items(), key=lambda kv: -kv[0][0])]
+
+
+def _param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
+    assert isinstance(model, FineTuneClassifier)
+    return layerwise_param_groups(model, config.train.lr, config.finetune.layer_lr_decay,
+                                  config.train.weight_decay)
+
+
+def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
+    return load_finetune(encoder_dir, cfg.num_labels)
+
+
+def _batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
+    return store.token_batch(idx, cfg.pad_id)
+
+
+def _save(model: nn.Module, out: Path) -> None:
+    assert isinstance(model, FineTuneClassifier)
+    model.model.save_pretrained(out, safe_serialization=True)
+
+
+def _load(cfg: ModelConfig, model_dir: Path) -> nn.Module:
+    return load_finetune(model_dir)
+
+
+ARCH = Arch("finetune", reads="tokens", build=_build, batch=_batch, export="model",
+            param_groups=_param_groups, save=_save, load=_load, bf16_by_default=True)

@@ -19,7 +19,7 @@ import torch
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.errors import BertclfError
-from bertclf.predictor import TextClassifier
+from bertclf.serving.predictor import TextClassifier
 
 
 def read_bench_texts(path: Path, limit: int | None) -> list[str]:

@@ -198,8 +198,10 @@ def read_table(path: str | Path, text_column: str | None, label_column: str | No
     suffix = base_suffix(path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}", path)
-    text_column = text_column or "text"
-    label_column = label_column or "label"
+    return _read_columns(path, suffix, text_column or "text", label_column or "label")
+
+
+def _read_columns(path: Path, suffix: str, text_column: str, label_column: str | None) -> pd.DataFrame:
     if suffix in (".jsonl", ".json"):
         return read_jsonl(path, text_column, label_column)
     if suffix == ".parquet":
@@ -222,9 +224,4 @@ def read_texts(path: str | Path, text_column: str | None = None) -> pd.DataFrame
         return _frame(rows, path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TEXT_SUFFIXES)}", path)
-    text_column = text_column or "text"
-    if suffix in (".jsonl", ".json"):
-        return read_jsonl(path, text_column, None)
-    if suffix == ".parquet":
-        return read_parquet(path, text_column, None)
-    return read_delimited(path, text_column, None)
+    return _read_columns(path, suffix, text_column or "text", None)

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from bertclf.atomic import atomic_path
-from bertclf.config import ARCHS
 from bertclf.errors import BertclfError
-from bertclf.plotting import write_csv
-from bertclf.study import experiments, score
+from bertclf.experiments.study import experiments, score
+from bertclf.models import ARCHS
+from bertclf.plotting import pyplot, save_figure, write_csv
 
-ORDER = ("tfidf", "cnn", "rnn", "bigru", "han", "finetune")
+ORDER = ("tfidf", *ARCHS)
 
 
 def _split_key(params: dict[str, Any]) -> str:
@@ -56,12 +56,7 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     stem = out_dir / f"compare_{dataset}"
     write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "val_acc", "test_acc", "test_subsampled",
                                                "max_train"])
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     accs = [r["test_acc"] * 100 for r in rows]
     ax.bar([r["arch"] for r in rows], accs, color=["tab:gray" if r["arch"] == "tfidf" else "tab:blue"
                                                    for r in rows])
@@ -70,10 +65,7 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     ax.set_ylim(max(0, min(accs) - 10), 100)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{dataset}: best-on-validation experiment per model")
-    fig.tight_layout()
-    with atomic_path(stem.with_suffix(".png")) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, stem.with_suffix(".png"))
     split_note = "" if len({r["split"] for r in rows}) == 1 else (
         "\n\n**Note:** these experiments do not all share the same split settings.")
     lines = [f"# {dataset}: model comparison", "", "| model | experiment | val acc (%) | test acc (%) |",

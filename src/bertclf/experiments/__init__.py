@@ -1,0 +1,1 @@
+"""Experiments over `dvc exp`: tuning studies, their reports, and comparing models."""

@@ -1,0 +1,54 @@
+"""Running a model: the device and precision it runs at, and its logits over a store, in order.
+
+Shared by training (validation), evaluate and prediction, so the three compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bertclf.data.stores import Batch, eval_batches
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def has_bf16_units(device: torch.device) -> bool:
+    """GPUs with bf16, and CPUs with AMX or AVX512-BF16, where bf16 matmuls run several times faster."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on `device` when `bf16`, else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, store: Any, make: Callable[[Any, np.ndarray], Batch], batch_size: int,
+                   device: torch.device | str = "cpu", num_labels: int = 0,
+                   subset: np.ndarray | None = None) -> np.ndarray:
+    """Logits for the documents of `store` (or `subset` of them), in the store's order; rows
+    outside the subset stay zero. Batched longest first, `make(store, idx)` building each batch."""
+    model.eval()
+    rows = np.arange(len(store)) if subset is None else subset
+    out: np.ndarray | None = np.zeros((len(store), num_labels), dtype=np.float32) if num_labels else None
+    for batch_rows in eval_batches(store.lengths[rows], batch_size):
+        idx = rows[batch_rows]
+        logits = model(make(store, idx).to(device)).float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(store), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    assert out is not None
+    return out

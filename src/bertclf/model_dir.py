@@ -1,0 +1,78 @@
+"""The saved model directory (``models/classifier``): what it holds, writing it, reading it back.
+
+A model directory is self-contained: the weights (as its arch saves them: ``model.safetensors``,
+or a Hugging Face model for `finetune`), ``bertclf.json`` (format version, the ModelConfig, the
+training recipe, the data's labels and tokenize settings, the encoder it came from),
+``labels.json``, the tokenizer files, and for archs that read token vectors the frozen encoder
+itself (``encoder/``) that makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from bertclf.atomic import atomic_path, write_json
+from bertclf.data.encoder_source import read_source
+from bertclf.encoder import copy_tokenizer_files
+from bertclf.errors import BertclfError
+from bertclf.models import WEIGHTS, ModelConfig, get
+
+FORMAT_VERSION = 1
+CONFIG = "bertclf.json"  # beside a fine-tuned model, config.json is the Hugging Face config
+ENCODER = "encoder"  # archs that read token vectors: the frozen encoder that makes them
+
+__all__ = ["CONFIG", "ENCODER", "FORMAT_VERSION", "WEIGHTS", "load_classifier", "read_config",
+           "save_model_dir"]
+
+
+def save_model_dir(out: Path, model: nn.Module, model_cfg: ModelConfig, recipe: Any, meta: dict[str, Any],
+                   encoder_dir: Path) -> None:
+    """Write the whole model directory `out` (atomically)."""
+    arch = get(model_cfg.arch)
+    with atomic_path(out, is_dir=True) as tmp:
+        arch.save(model, tmp)
+        copy_tokenizer_files(encoder_dir, tmp)
+        if arch.reads == "features":
+            (tmp / ENCODER).mkdir()
+            for f in encoder_dir.iterdir():
+                if f.is_file():
+                    shutil.copyfile(f, tmp / ENCODER / f.name)
+        write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
+                                  "train": asdict(recipe), "data": meta, "encoder": read_source(encoder_dir)})
+        write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """`bertclf.json`, checked: present, and not written by a newer format version."""
+    path = Path(model_dir) / CONFIG
+    if not Path(model_dir).is_dir():
+        raise BertclfError(f"{model_dir}: no such model directory")
+    if not path.is_file():
+        raise BertclfError(f"{model_dir}: not a bertclf model directory ({CONFIG} is missing)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BertclfError(f"{path}: unreadable ({exc})") from None
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BertclfError(f"{model_dir}: written by a newer bertclf (format {version}, this one reads "
+                           f"up to {FORMAT_VERSION}); upgrade bertclf")
+    if "model" not in config:
+        raise BertclfError(f"{path}: no 'model' section; the file is damaged")
+    return config
+
+
+def load_classifier(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model `bertclf.json` describes, with its weights, in eval mode; and the config."""
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    if not (model_dir / WEIGHTS).is_file():
+        raise BertclfError(f"{model_dir}: not a bertclf model directory ({WEIGHTS} is missing)")
+    model_cfg = ModelConfig.from_dict(config["model"])
+    return get(model_cfg.arch).restore(model_cfg, model_dir).eval(), config

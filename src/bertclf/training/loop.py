@@ -1,0 +1,274 @@
+"""Train a classifier of any arch, with a checkpoint every epoch.
+
+`train` reads top to bottom: set up (`start`: data, model, optimizer and schedule, the checkpoint
+to resume), the epoch loop (train steps, validate, checkpoint, stop early), then the outputs
+(`finish`). A killed run restarts from its last checkpoint and ends exactly as an uninterrupted
+run would: batch order depends only on (seed, epoch), and the checkpoint holds the model,
+optimizer, scheduler and RNG state. It resumes only its own run (`bertclf.training.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from bertclf.config import Config
+from bertclf.data.stores import Inputs, concat, epoch_batches
+from bertclf.errors import BertclfError
+from bertclf.inference import autocast, has_bf16_units, predict_logits, resolve_device
+from bertclf.live import StageLive
+from bertclf.model_dir import save_model_dir
+from bertclf.models import get, model_config
+from bertclf.plotting import plot_loss
+from bertclf.training import checkpoints
+from bertclf.training.distributed import Dist, init_distributed
+from bertclf.training.optim import class_weights, make_optimizer, make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(BertclfError):
+    """Training cannot go on (for example the loss is no longer finite)."""
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    model: Path  # models/classifier: the best epoch's model, self-contained for prediction
+    checkpoints: Path  # models/checkpoints: one per epoch (persisted by DVC between runs)
+    metrics: Path  # metrics/train.json: the dvclive summary
+    plots: Path  # plots/train: per-epoch and per-step series (dvclive) and loss.png
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that a resumed run needs; saved in every checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
+    """Train on the train split, select on val; write the best model, metrics and plots."""
+    run = start(config, inputs, out)
+    cfg, state, ddp, model = config.train, run.state, run.ddp, run.model
+    while state.epoch < cfg.epochs and not state.stopped_early:
+        epoch = state.epoch + 1
+        model.train()
+        t0 = time.perf_counter()
+        total_loss, seen = 0.0, 0
+        batches = run.epoch_batches(epoch)
+        for i, idx in enumerate(batches):
+            # this rank's share of the global batch; the loss is normalized by the whole batch (its
+            # size, or its summed class weights) so that summing over ranks gives the batch mean
+            mine = idx[ddp.rank::ddp.world]
+            scale = float(ddp.world) if len(mine) else 0.0  # a rank with no share computes a zero loss
+            rows = mine if len(mine) else idx[:1]
+            batch = run.make(run.train_set, rows).to(run.device)
+            labels = torch.from_numpy(run.train_set.labels[rows]).to(run.device)
+            weights = run.weights
+            denominator = (float(weights[torch.from_numpy(run.train_set.labels[idx]).to(run.device)].sum())
+                           if weights is not None else float(len(idx)))
+            with autocast(run.device, run.bf16):
+                logits = run.forward(batch).float()
+            per_doc = nn.functional.cross_entropy(logits, labels, weight=weights, reduction="none")
+            loss = per_doc.sum() * scale / denominator
+            batch_loss = float(ddp.all_sum(per_doc.detach().sum() * (scale > 0)).item()) / denominator
+            if not math.isfinite(batch_loss):
+                raise TrainingError(f"the loss is {batch_loss} at epoch {epoch}, step {state.step + 1}: "
+                                    "lower train.lr or check the inputs")
+            (loss / cfg.grad_accum).backward()
+            total_loss, seen = total_loss + batch_loss * len(idx), seen + len(idx)
+            if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
+                continue  # accumulate gradients over grad_accum batches
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            if state.step % config.runtime.log_every == 0 or i + 1 == len(batches):  # and every epoch's last
+                state.steps.append({"step": state.step, "epoch": epoch, "train_loss": round(batch_loss, 5),
+                                    "lr": run.scheduler.get_last_lr()[0]})
+                log_step(run.live, state.steps[-1])
+        run.train_seconds += time.perf_counter() - t0
+
+        val_loss, val_acc = run.validate()
+        state.epoch = epoch
+        state.history.append({"epoch": epoch, "train_loss": round(total_loss / seen, 5),
+                              "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5)})
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.0f docs/s)", epoch,
+                 total_loss / seen, val_loss, val_acc, seen / max(time.perf_counter() - t0, 1e-9))
+        if val_acc > state.best_acc or cfg.train_on_val:  # train_on_val keeps the last epoch
+            state.best_acc, state.best_epoch, state.bad_epochs = val_acc, epoch, 0
+        else:
+            state.bad_epochs += 1
+            state.stopped_early = state.bad_epochs >= cfg.patience
+        if ddp.is_main:
+            checkpoints.save_checkpoint(out.checkpoints / f"epoch_{epoch}", model, run.optimizer,
+                                        run.scheduler, asdict(state), run.key)
+        log_epoch(run.live, state.history[-1], state)
+        ddp.barrier()
+    return finish(run, config, inputs, out)
+
+
+@dataclass
+class Run:
+    """What `start` sets up for the loop."""
+
+    arch: Any
+    model_cfg: Any
+    model: nn.Module
+    forward: Any  # the model, wrapped by DDP / torch.compile where asked
+    train_set: Any
+    val_set: Any
+    make: Any  # (store, idx) -> Batch
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    weights: torch.Tensor | None
+    device: torch.device
+    bf16: bool
+    ddp: Dist
+    key: str
+    state: TrainState
+    live: StageLive | None
+    seed: int
+    batch_size: int
+    eval_batch_size: int
+    resumed_from: int = 0
+    key_seconds: float = 0.0
+    train_seconds: float = 0.0  # this process's: a run-log fact, kept out of the reproducible checkpoints
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        return epoch_batches(self.train_set.lengths, self.batch_size, self.seed, epoch)
+
+    def validate(self) -> tuple[float, float]:
+        """Validation loss and accuracy, each rank scoring its share."""
+        shard = np.arange(len(self.val_set))[self.ddp.rank::self.ddp.world]
+        logits = predict_logits(self.model, self.val_set, self.make, self.eval_batch_size, self.device,
+                                self.model_cfg.num_labels, shard)
+        logits = self.ddp.all_sum(torch.from_numpy(logits)).numpy()
+        labels = torch.from_numpy(self.val_set.labels)
+        loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), labels))
+        return loss, float((logits.argmax(1) == self.val_set.labels).mean())
+
+
+def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
+    """Data, model, optimizer, schedule; the checkpoint of this very run to resume, if any."""
+    cfg, runtime = config.train, config.runtime
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    torch.manual_seed(cfg.seed)
+    ddp = init_distributed()
+    device = resolve_device(runtime.device)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", ddp.local_rank)
+    arch = get(cfg.arch)
+    meta = inputs.meta(arch.reads)
+    train_set, val_set = inputs.open(arch.reads, "train"), inputs.open(arch.reads, "val")
+    if cfg.train_on_val:
+        train_set = concat(train_set, val_set)
+    num_labels = max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1)
+    model_cfg = model_config(config, inputs.encoder, getattr(train_set, "dim", 0), num_labels)
+    model = arch.build(model_cfg, inputs.encoder).to(device)
+    optimizer = make_optimizer(model, arch, config)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    weights = class_weights(train_set.labels, num_labels, cfg.class_weights)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and arch.bf16_by_default
+                                       and has_bf16_units(device))
+    log.info("%s on %s: %d parameters, %d train / %d val docs, %d optimizer steps per epoch", arch.name,
+             device, sum(p.numel() for p in model.parameters()), len(train_set), len(val_set),
+             steps_per_epoch)
+
+    t_key = time.perf_counter()
+    key = checkpoints.resume_key(config, [inputs.dir(arch.reads), inputs.encoder])
+    key_seconds = time.perf_counter() - t_key
+    resume = checkpoints.prepare(out.checkpoints, key, ddp.is_main)
+    ddp.barrier()
+    state = TrainState()
+    if resume is not None:
+        saved = torch.load(resume / checkpoints.STATE, weights_only=True)
+        model.load_state_dict(load_file(resume / checkpoints.WEIGHTS, device=str(device)))
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = TrainState(**saved["state"])
+        log.info("resuming after epoch %d from %s", state.epoch, resume)
+    live = StageLive(out.metrics, out.plots) if ddp.is_main else None
+    for record in state.steps:  # the series of the epochs already done, as an uninterrupted run has them
+        log_step(live, record)
+    for record in state.history:
+        log_epoch(live, record, state)
+    wrapped = DistributedDataParallel(model) if ddp.world > 1 else model
+    return Run(arch=arch, model_cfg=model_cfg, model=model,
+               forward=torch.compile(wrapped) if runtime.compile else wrapped, train_set=train_set,
+               val_set=val_set, make=lambda store, idx: arch.batch(store, idx, model_cfg),
+               optimizer=optimizer,
+               scheduler=scheduler, weights=None if weights is None else weights.to(device), device=device,
+               bf16=bf16, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed, batch_size=cfg.batch_size,
+               eval_batch_size=runtime.eval_batch_size, resumed_from=state.epoch, key_seconds=key_seconds,
+               meta=meta)
+
+
+def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
+    """The best epoch's model, the summary and plots (rank 0); the report of the run."""
+    state = run.state
+    best = out.checkpoints / f"epoch_{state.best_epoch}" / checkpoints.WEIGHTS
+    run.model.load_state_dict(load_file(best, device=str(run.device)))
+    trained = state.epoch - run.resumed_from
+    report = {
+        "arch": run.arch.name, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early, "best_val_acc": round(state.best_acc, 5),
+        "final_train_loss": state.history[-1]["train_loss"], "final_val_loss": state.history[-1]["val_loss"],
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "trained_on_val": config.train.train_on_val,
+        "bf16": run.bf16, "processes": run.ddp.world, "device": str(run.device),
+        "train_seconds": round(run.train_seconds, 2),
+        "train_docs_per_s": round(len(run.train_set) * trained / max(run.train_seconds, 1e-9), 1),
+        "resumed_from_epoch": run.resumed_from, "key_seconds": round(run.key_seconds, 2),
+    }
+    if not run.ddp.is_main:
+        return report
+    save_model_dir(out.model, run.model, run.model_cfg, config.train, run.meta, inputs.encoder)
+    plot_loss(state.history, out.plots / "loss.png", title=f"{run.arch.name}: loss per epoch")
+    assert run.live is not None
+    run.live.end()
+    checkpoints.mark_complete(out.checkpoints, run.key)
+    return report
+
+
+def log_step(live: StageLive | None, record: dict[str, float]) -> None:
+    if live is not None:
+        live.step = int(record["step"])
+        live.log_metric("steps/loss", record["train_loss"])
+        live.log_metric("steps/lr", record["lr"])
+
+
+def log_epoch(live: StageLive | None, record: dict[str, float], state: TrainState) -> None:
+    """The epoch's series, and a summary `dvc exp show` shows while training runs."""
+    if live is None:
+        return
+    live.step = int(record["epoch"])
+    live.log_metric("train/loss", record["train_loss"])
+    live.log_metric("val/loss", record["val_loss"])
+    live.log_metric("val/acc", record["val_acc"])
+    live.summary = {"best_epoch": state.best_epoch, "train": {"loss": record["train_loss"]},
+                    "val": {"loss": record["val_loss"]}}
+    live.make_summary()

@@ -1,0 +1,51 @@
+"""The optimizer, the learning-rate schedule and the class weights of a training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from bertclf.config import Config, TrainConfig
+from bertclf.models import Arch
+
+
+def make_optimizer(model: nn.Module, arch: Arch, config: Config) -> torch.optim.Optimizer:
+    """AdamW over the arch's parameter groups (layer-wise LR decay for finetune)."""
+    return torch.optim.AdamW(arch.param_groups(model, config), lr=config.train.lr,
+                             weight_decay=config.train.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The LR schedule, stepped once per optimizer step (torch and transformers schedulers)."""
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_ratio * total)
+    period = steps_per_epoch * cfg.lr_step_epochs
+    if cfg.lr_decay == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=period, gamma=cfg.lr_gamma)
+    if cfg.lr_decay == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma ** (1 / period))
+    if cfg.lr_decay == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    if cfg.lr_decay == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, total)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def class_weights(labels: np.ndarray, num_labels: int, mode: str) -> torch.Tensor | None:
+    """Per-class loss weights: `balanced` weighs each class by the inverse of its frequency."""
+    if mode != "balanced":
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(num_labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return torch.tensor(weights, dtype=torch.float32)

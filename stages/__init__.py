@@ -1,0 +1,1 @@
+"""The stage scripts: `python -m stages.<name> …`, one per stage of dvc.yaml."""
