@@ -35,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import finish, interleaved, per_second
 
-from bertclf.export import export_onnx
-from bertclf.predictor import TextClassifier
+from bertclf.serving.export import export_onnx
+from bertclf.serving.predictor import TextClassifier
 
 
 def cpu_has_bf16() -> bool:

@@ -37,9 +37,9 @@ from benchlib import cpu  # noqa: E402
 def load_imdb(mirror: Path) -> tuple[list[str], float]:
     """All 50k labelled reviews (train then test), read by the pipeline's own imdb recipe."""
     from bertclf.config import DataConfig
-    from bertclf.datasets import RECIPES
+    from bertclf.data.datasets import RECIPES
+    from bertclf.data.resolve import locate
     from bertclf.errors import BertclfError
-    from bertclf.resolve import locate
 
     made = RECIPES["imdb"]
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from bertclf.tokenization import DocumentTokenizer, load_tokenizer
+    from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     texts, load_s = load_imdb(args.mirror)
