@@ -102,6 +102,12 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(features: Path, tmp_pat
     for d in ("train.json", "plots/metrics/val/loss.tsv", "plots/metrics/steps/loss.tsv",
               "plots/metrics/steps/lr.tsv"):
         assert (tmp_path / "whole" / d).read_bytes() == (tmp_path / "killed" / d).read_bytes(), d
+    # the checkpoints too, byte for byte (`dvc.lock` records their hash: a resumed run must not differ)
+    def ckpt_files(run: str) -> dict[str, bytes]:
+        root = tmp_path / run / "ckpt"
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert ckpt_files("whole") == ckpt_files("killed")
 
 
 def test_a_finished_run_is_never_resumed(features: Path, tmp_path: Path) -> None:
@@ -168,15 +174,83 @@ def test_a_change_to_the_model_code_changes_the_resume_key(features: Path, tmp_p
     assert key_with_sources(tmp_path / "edited", features) != original
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(features: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _damage_best_of_epoch_2(ckpt: Path) -> int:
+    best = checkpoints.load_state(ckpt / "epoch_2")["state"]["best_epoch"]
+    _truncate(ckpt / f"epoch_{best}" / checkpoints.WEIGHTS)
+    return 1 if best == 2 else 0  # epoch 1 is resumable only if its own weights are intact
+
+
+DAMAGE = {  # what is done to the checkpoints of a run killed after epoch 2 -> the epoch resumed
+    "empty state": lambda c: (c / "epoch_2" / checkpoints.STATE).write_bytes(b"") or 1,
+    "state of another kind": lambda c: torch.save({"n": 1}, c / "epoch_2" / checkpoints.STATE) or 1,
+    "truncated weights": lambda c: _truncate(c / "epoch_2" / checkpoints.WEIGHTS) or 1,
+    "missing weights": lambda c: (c / "epoch_2" / checkpoints.WEIGHTS).unlink() or 1,
+    "damaged best epoch": _damage_best_of_epoch_2,
+    "every epoch damaged": lambda c: [_truncate(p) for p in c.glob("epoch_*/" + checkpoints.WEIGHTS)] and 0,
+    "stray entries": lambda c: ((c / "epoch_final").mkdir(), (c / "epoch_9").write_text("a file"),
+                                (c / ".epoch_3.x1.tmp").mkdir(), (c / "notes.txt").write_text("x")) and 2,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_falls_back_to_an_intact_one_or_starts_fresh(
+        features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
     run(features, tmp_path / "whole", epochs=3)
     interrupted(features, tmp_path / "killed", monkeypatch, 2, epochs=3)
-    (tmp_path / "killed/ckpt/epoch_2" / checkpoints.STATE).write_bytes(b"")
+    expected = DAMAGE[damage](tmp_path / "killed/ckpt")
     resumed = run(features, tmp_path / "killed", epochs=3)
-    assert resumed["resumed_from_epoch"] == 1
+    assert resumed["resumed_from_epoch"] == expected
     a, b = (load_file(tmp_path / d / "model/model.safetensors") for d in ("whole", "killed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((tmp_path / "killed/ckpt").glob(".*.tmp"))  # a killed save's temporary is gone
+
+
+def test_every_saved_checkpoint_is_resumable_the_moment_it_appears(features: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The best epoch a state points to is on disk before that state is (no separate `best/` that
+    a kill could leave out of step)."""
+    real_save = checkpoints.save_checkpoint
+    seen = []
+
+    def save_and_check(path: Path, *args: object, **kw: object) -> None:
+        real_save(path, *args, **kw)
+        best = checkpoints.load_state(path)["state"]["best_epoch"]
+        seen.append(checkpoints.weights_intact(path.parent / f"epoch_{best}" / checkpoints.WEIGHTS))
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_and_check)
+    run(features, tmp_path, epochs=4)
+    assert seen == [True] * 4
+
+
+def test_the_gpu_random_state_is_checkpointed_and_restored(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu_state = [torch.arange(16, dtype=torch.uint8)]
+    restored: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    checkpoints.save_checkpoint(tmp_path / "epoch_1", model, optimizer, scheduler, {"epoch": 1}, "key")
+    saved = checkpoints.load_state(tmp_path / "epoch_1")
+    checkpoints.restore_rng(saved)
+    assert len(restored) == 1 and torch.equal(restored[0][0], gpu_state[0])
+
+
+def test_train_deterministic_turns_on_deterministic_algorithms(features: Path, tmp_path: Path) -> None:
+    try:
+        plain = run(features, tmp_path / "plain", epochs=2)
+        assert not torch.are_deterministic_algorithms_enabled()
+        strict = run(features, tmp_path / "strict", epochs=2, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert strict["best_val_acc"] == plain["best_val_acc"]  # on a CPU the numbers were deterministic already
 
 
 def test_early_stopping_stops_after_patience(features: Path, tmp_path: Path) -> None:

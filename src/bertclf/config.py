@@ -140,6 +140,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # final retrain on train + validation (no early stopping, the last epoch is kept)
     train_on_val: bool = False
+    # deterministic algorithms only (torch.use_deterministic_algorithms): the same result on a GPU
+    # run after run, at some cost in speed; CPU runs are deterministic already
+    deterministic: bool = False
 
     def check(self) -> None:
         _check(self.epochs >= 1 and self.batch_size >= 1 and self.grad_accum >= 1,

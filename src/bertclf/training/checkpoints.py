@@ -24,13 +24,14 @@ import json
 import logging
 import platform
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bertclf.atomic import atomic_path
+from bertclf.atomic import atomic_path, recover_all
 from bertclf.codedeps import closure
 from bertclf.config import Config
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.pt"
 COMPLETE = "COMPLETE"
+REQUIRED = {"key", "optimizer", "scheduler", "torch_rng", "state"}  # what a trainer state holds
 
 
 def _hash_tree(h: Any, root: Path, label: str) -> None:
@@ -71,15 +73,37 @@ def resume_key(config: Config, inputs: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _canonical(obj: Any) -> Any:
+    """`obj` rebuilt with every text interned and no container shared, so that its pickle is the
+    same bytes whatever its history (a resumed run's state pickles as the uninterrupted run's)."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     state: dict[str, Any], key: str) -> None:
     """Write ``epoch_<N>/`` whole (weights, optimizer, scheduler, RNG, loop state and the key)."""
     from safetensors.torch import save_file
 
+    rng = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda_rng"] = torch.cuda.get_rng_state_all()
     with atomic_path(path, is_dir=True) as tmp:
         save_file(model.state_dict(), tmp / WEIGHTS)
-        torch.save({"key": key, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "state": state}, tmp / STATE)
+        torch.save(_canonical({"key": key, "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), **rng, "state": state}), tmp / STATE)
+
+
+def restore_rng(saved: dict[str, Any]) -> None:
+    """The CPU (and, where saved and present, CUDA) random state a checkpoint holds."""
+    torch.set_rng_state(saved["torch_rng"])
+    if "cuda_rng" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
 
 
 def _epochs(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -92,27 +116,46 @@ def _epochs(ckpt_dir: Path) -> list[tuple[int, Path]]:
 
 
 def load_state(path: Path) -> dict[str, Any] | None:
-    """The trainer state of checkpoint `path`, or None when it is unreadable."""
+    """The trainer state of checkpoint `path`, or None when it is missing, empty or damaged."""
     try:
-        return torch.load(path / STATE, weights_only=True)
+        saved = torch.load(path / STATE, weights_only=True)
     except Exception:  # a damaged file of any kind means "not resumable"
         return None
+    if not isinstance(saved, dict) or not set(saved) >= REQUIRED:
+        return None
+    return saved
+
+
+def weights_intact(path: Path) -> bool:
+    """Whether a safetensors file is whole: its header parses and the file holds every tensor it
+    declares (a truncated or empty file does not)."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def prepare(ckpt_dir: Path, key: str, is_main: bool = True) -> Path | None:
     """The newest checkpoint this run may resume, or None; clears what belongs to other runs."""
     resumable = None
+    if is_main and ckpt_dir.exists():
+        recover_all(ckpt_dir)  # what a save cut short by a kill left behind
     if (ckpt_dir / COMPLETE).exists():
         log.info("%s holds a finished run: training from epoch 1", ckpt_dir)
     else:
-        for _, path in reversed(_epochs(ckpt_dir)):
+        for _, path in reversed(_epochs(ckpt_dir)):  # newest first; damaged ones are passed over
             saved = load_state(path)
-            if saved is None or saved.get("key") != key or not (path / WEIGHTS).is_file():
+            if saved is None or saved.get("key") != key or not weights_intact(path / WEIGHTS):
                 continue
             best = ckpt_dir / f"epoch_{saved['state'].get('best_epoch', 0)}" / WEIGHTS
-            if best.is_file():
+            if weights_intact(best):
                 resumable = path
                 break
+            log.warning("%s: the weights of its best epoch are damaged; trying an earlier epoch", path)
     if is_main and ckpt_dir.exists() and resumable is None:
         shutil.rmtree(ckpt_dir)  # another run's (other inputs, code or config) or a finished one
     ckpt_dir.mkdir(parents=True, exist_ok=True)

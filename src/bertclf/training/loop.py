@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,6 +175,9 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     cfg, runtime = config.train, config.runtime
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
+    if cfg.deterministic:  # the same numbers on GPUs too, at some cost in speed
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     ddp = init_distributed()
     device = resolve_device(runtime.device)
@@ -208,7 +212,7 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
         model.load_state_dict(load_file(resume / checkpoints.WEIGHTS, device=str(device)))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
+        checkpoints.restore_rng(saved)
         state = TrainState(**saved["state"])
         log.info("resuming after epoch %d from %s", state.epoch, resume)
     live = StageLive(out.metrics, out.plots) if ddp.is_main else None
