@@ -282,3 +282,52 @@ def test_download_stage_script_reports_unknown_dataset(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "error: params.yaml: unknown data.name 'no-such-set'" in done.stderr
     assert not (work / "data").exists()
+
+
+# --- labels that cannot make a classifier -------------------------------------------------
+
+def test_single_class_data_is_refused_in_split_naming_the_file_and_the_label(
+        tmp_path: Path, split_stage: Callable, previous: bool) -> None:
+    rows = [(f"fine movie {i}", "pos") for i in range(20)]
+    data = {"name": "file", "path": str(user_file(tmp_path, "reviews.csv", csv_text(rows)))}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, previous)
+    assert str(tmp_path / "user" / "reviews.csv") in msg and "'pos'" in msg and "two labels" in msg
+
+
+@pytest.mark.parametrize("spelling", ["NaN", "nan", "NULL", "N/A", "#N/A", "None"])
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_a_missing_value_as_label_is_refused_not_made_a_class(tmp_path: Path, split_stage: Callable,
+                                                              spelling: str, kind: str) -> None:
+    rows = [*GOOD_ROWS[:5], ("unlabelled film", spelling), *GOOD_ROWS[5:]]
+    path = tmp_path / "user" / f"reviews.{kind}"
+    path.parent.mkdir(parents=True)
+    if kind == "csv":
+        path.write_text(csv_text(rows), encoding="utf-8")
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    else:
+        pd.DataFrame(rows, columns=["text", "label"]).to_parquet(path)
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, {"name": "file", "path": str(path)}),
+                        DataError, False)
+    assert str(path) in msg and repr(spelling) in msg and "missing value" in msg
+    assert {"csv": "line 7", "jsonl": "line 6", "parquet": "row 5"}[kind] in msg  # csv: after the header
+
+
+def test_a_class_too_small_for_every_split_is_warned_about(tmp_path: Path, split_stage: Callable,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    rows = [*GOOD_ROWS, ("a rare film", "rare")]
+    data = {"name": "file", "path": str(user_file(tmp_path, "reviews.csv", csv_text(rows)))}
+    with caplog.at_level("WARNING"):
+        split_stage(tmp_path / "work", data)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'rare' has 1 row" in w and "validation" in w for w in warnings), warnings
+    assert not any("'pos'" in w or "'neg'" in w for w in warnings)
+
+
+def test_an_unknown_test_label_names_the_users_test_file_once(tmp_path: Path, split_stage: Callable) -> None:
+    test = [("fine film", "pos"), ("odd film", "neutral")]
+    held = user_file(tmp_path, "heldout.csv", csv_text(test))
+    data = {"name": "file", "path": str(user_file(tmp_path, "train.csv", csv_text(GOOD_ROWS))),
+            "test_path": str(held)}
+    msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, False)
+    assert msg.count(str(held)) == 1 and "data/raw" not in msg and "line 3" in msg

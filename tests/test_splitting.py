@@ -249,7 +249,7 @@ def test_too_little_data_for_a_split_is_an_error() -> None:
     from bertclf.errors import DataError
 
     with pytest.raises(DataError, match="split is empty") as err:
-        split(raw({"a": 2}, {"a": 1}), val_fraction=0.0)
+        split(raw({"a": 1, "b": 1}, {"a": 1}), val_fraction=0.0)
     assert "train.tsv" in str(err.value)
 
 

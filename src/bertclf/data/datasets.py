@@ -130,19 +130,22 @@ def _load_yelp2013(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDa
 
 
 def _read_user_file(copy: Path, original: str, tc: str | None, lc: str | None) -> pd.DataFrame:
-    """Read the copy in data/raw, but name the user's own file in errors (same bytes, same lines)."""
+    """Read the copy in data/raw, but name the user's own file in errors and in every row's
+    ``where`` (same bytes, same lines), so later errors point at the file the user can open."""
     try:
-        return read_table(copy, tc, lc)
+        df = read_table(copy, tc, lc)
     except DataError as exc:
         raise DataError(exc.detail, original, exc.line) from None
+    df["where"] = [w.replace(copy.name, original, 1) for w in df["where"]]
+    return df
 
 
 def _load_file(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
     tc, lc = data.text_column, data.label_column
     train = _read_user_file(files["train"], str(data.path), tc, lc)
     test = _read_user_file(files["test"], str(data.test_path), tc, lc) if "test" in files else None
-    return RawDataset("file", train, test, train_file=files["train"].name,
-                      test_file=files["test"].name if "test" in files else "")
+    return RawDataset("file", train, test, train_file=str(data.path),
+                      test_file=str(data.test_path) if "test" in files else "")
 
 
 def _yelp_reviews_artifact(data: DataConfig) -> Artifact:

@@ -65,6 +65,19 @@ def _frame(rows: list[tuple[str, str, Any, str]], path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+# How spreadsheets and dataframes spell a missing value; as a label, almost always a hole in the data.
+MISSING_LABELS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a", "<na>"})
+
+
+def check_label(label: Any, column: str, path: Path, where: int | str | None) -> None:
+    """Refuse a label spelled as a missing value (a literal ``NaN`` would become a class of its own)."""
+    if isinstance(label, str) and label.strip().lower() in MISSING_LABELS:
+        line = where if isinstance(where, int) else None
+        row = f" (row {where})" if isinstance(where, str) else ""
+        raise DataError(f"the label in column {column!r} is {label!r}{row}, a missing value: fill it in or "
+                        "drop the row", path, line)
+
+
 def read_label_tsv(path: str | Path) -> pd.DataFrame:
     """Headerless `label<TAB>text` lines (WebKB, R8, R52 as published)."""
     path = Path(path)
@@ -77,20 +90,21 @@ def read_label_tsv(path: str | Path) -> pd.DataFrame:
             raise DataError("expected 'label<TAB>text' but the line has no tab", path, number)
         if not label.strip():
             raise DataError("the label (before the tab) is empty", path, number)
+        check_label(label, "label", path, number)
         rows.append((f"{path.name}:{number}", text, label.strip(), f"{path.name}, line {number}"))
     return _frame(rows, path)
 
 
-def _get(obj: dict, key: str, path: Path, number: int) -> Any:
+def _get(obj: dict, key: str, path: Path, number: int, hint: str = "") -> Any:
     if key not in obj:
         keys = ", ".join(sorted(map(str, obj)))
-        raise DataError(f"missing key {key!r} (keys present: {keys})", path, number)
+        what = f"missing key {key!r} (keys present: {keys})"
+        raise DataError(f"{what}; {hint}" if hint else what, path, number)
     return obj[key]
 
 
-def read_jsonl(
-    path: str | Path, text_key: str, label_key: str | None, id_key: str | None = None
-) -> pd.DataFrame:
+def read_jsonl(path: str | Path, text_key: str, label_key: str | None, id_key: str | None = None,
+               hint: str = "") -> pd.DataFrame:
     """JSON Lines, one object per line (plain, .gz, .xz or .bz2); `label_key=None` reads texts only."""
     path = Path(path)
     rows = []
@@ -103,18 +117,25 @@ def read_jsonl(
             raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", path, number) from None
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, number)
-        text = _get(obj, text_key, path, number)
-        label = _get(obj, label_key, path, number) if label_key else None
+        text = _get(obj, text_key, path, number, hint)
+        label = _get(obj, label_key, path, number, hint) if label_key else None
         if text is not None and not isinstance(text, str):
             raise DataError(f"{text_key!r} must be a string, got {type(text).__name__}", path, number)
         if label_key and (label is None or isinstance(label, (dict, list, float))):
             raise DataError(f"{label_key!r} must be a string or an integer, got {label!r}", path, number)
+        if label_key:
+            check_label(label, label_key, path, number)
         ident = str(_get(obj, id_key, path, number)) if id_key else f"{path.name}:{number}"
         rows.append((ident, text or "", label, f"{path.name}, line {number}"))
     return _frame(rows, path)
 
 
-def read_delimited(path: str | Path, text_column: str, label_column: str | None) -> pd.DataFrame:
+COLUMNS_HINT = "set data.text_column / data.label_column"  # for the pipeline's input files
+TEXTS_HINT = "pass --text-column NAME (text_column= in Python)"  # for files given to predict
+
+
+def read_delimited(path: str | Path, text_column: str, label_column: str | None,
+                   hint: str = COLUMNS_HINT) -> pd.DataFrame:
     """CSV or TSV with a header row naming the columns (quotes allowed, exact line numbers);
     `label_column=None` reads texts only."""
     path = Path(path)
@@ -133,12 +154,8 @@ def read_delimited(path: str | Path, text_column: str, label_column: str | None)
             raise DataError("the file is empty (no header row)", path)
         for column in (text_column, label_column):
             if column is not None and column not in header:
-                raise DataError(
-                    f"no column {column!r} in the header (columns: {', '.join(header)}); "
-                    "set data.text_column / data.label_column",
-                    path,
-                    1,
-                )
+                raise DataError(f"no column {column!r} in the header (columns: {', '.join(header)}); {hint}",
+                                path, 1)
         ti = header.index(text_column)
         li = header.index(label_column) if label_column else None
         rows = []
@@ -158,11 +175,14 @@ def read_delimited(path: str | Path, text_column: str, label_column: str | None)
             label = record[li].strip() if li is not None else None
             if li is not None and not label:
                 raise DataError(f"empty label in column {label_column!r}", path, number)
+            if label_column is not None:
+                check_label(label, label_column, path, number)
             rows.append((f"{path.name}:{number}", record[ti], label, f"{path.name}, line {number}"))
     return _frame(rows, path)
 
 
-def read_parquet(path: str | Path, text_column: str, label_column: str | None) -> pd.DataFrame:
+def read_parquet(path: str | Path, text_column: str, label_column: str | None,
+                 hint: str = COLUMNS_HINT) -> pd.DataFrame:
     """A parquet table; `label_column=None` reads texts only."""
     path = Path(path)
     try:
@@ -171,17 +191,17 @@ def read_parquet(path: str | Path, text_column: str, label_column: str | None) -
         raise DataError(f"cannot read as parquet: {exc}", path) from None
     for column in (text_column, label_column):
         if column is not None and column not in df.columns:
-            raise DataError(
-                f"no column {column!r} (columns: {', '.join(map(str, df.columns))}); "
-                "set data.text_column / data.label_column",
-                path,
-            )
+            raise DataError(f"no column {column!r} (columns: {', '.join(map(str, df.columns))}); {hint}",
+                            path)
     if df.empty:
         raise DataError("the file holds no examples", path)
     labels = df[label_column] if label_column else pd.Series([None] * len(df), dtype=object)
     missing = labels.isna().to_numpy().nonzero()[0] if label_column else []
     if len(missing):
         raise DataError(f"row {missing[0]} has no label in column {label_column!r}", path)
+    if label_column is not None:
+        for i, label in enumerate(labels):
+            check_label(label, label_column, path, str(i))
     texts = df[text_column].fillna("").astype(str)
     rows = pd.DataFrame({
         "id": [f"{path.name}:{i}" for i in range(len(df))],
@@ -201,12 +221,13 @@ def read_table(path: str | Path, text_column: str | None, label_column: str | No
     return _read_columns(path, suffix, text_column or "text", label_column or "label")
 
 
-def _read_columns(path: Path, suffix: str, text_column: str, label_column: str | None) -> pd.DataFrame:
+def _read_columns(path: Path, suffix: str, text_column: str, label_column: str | None,
+                  hint: str = COLUMNS_HINT) -> pd.DataFrame:
     if suffix in (".jsonl", ".json"):
-        return read_jsonl(path, text_column, label_column)
+        return read_jsonl(path, text_column, label_column, hint=hint)
     if suffix == ".parquet":
-        return read_parquet(path, text_column, label_column)
-    return read_delimited(path, text_column, label_column)
+        return read_parquet(path, text_column, label_column, hint)
+    return read_delimited(path, text_column, label_column, hint)
 
 
 TEXT_SUFFIXES = (".txt", *TABLE_SUFFIXES)
@@ -224,4 +245,4 @@ def read_texts(path: str | Path, text_column: str | None = None) -> pd.DataFrame
         return _frame(rows, path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TEXT_SUFFIXES)}", path)
-    return _read_columns(path, suffix, text_column or "text", None)
+    return _read_columns(path, suffix, text_column or "text", None, TEXTS_HINT)

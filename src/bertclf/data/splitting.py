@@ -7,6 +7,7 @@ single member (R52 has one), hence the small allocation below.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from bertclf.atomic import atomic_path, write_json
 from bertclf.config import SplitConfig
 from bertclf.data.datasets import RawDataset
 from bertclf.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +88,17 @@ def _normalise_labels(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def warn_small_classes(pool: pd.DataFrame, names: list[str], carve_test: bool) -> None:
+    """A class with fewer rows than splits to fill cannot appear in every one of them: say so."""
+    needed = 3 if carve_test else 2  # train, validation (and test, when carved from train)
+    counts = pool["label"].value_counts()
+    for name in names:
+        n = int(counts.get(name, 0))
+        if n < needed:
+            log.warning("label %r has %d row%s in the training data: too few to appear in train, "
+                        "validation%s", name, n, "" if n == 1 else "s", " and test" if carve_test else "")
+
+
 def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
     """Apply the split protocol of params `split` to a raw dataset."""
     val_fraction, test_fraction = split.val_fraction, split.test_fraction
@@ -122,11 +136,12 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
             first = df[unknown].iloc[0]
             known = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
             what = "a label that train never has" if name == "test" else "a label outside the dataset's"
-            raise DataError(
-                f"{first['where']}: {what}: {first['label']!r} ({int(unknown.sum())} such rows; "
-                f"known labels: {known})",
-                path or raw.name,
-            )
+            raise DataError(f"{what}: {first['label']!r} ({int(unknown.sum())} such rows; "
+                            f"known labels: {known})", first["where"] or path or raw.name)
+    if len(names) < 2:
+        raise DataError(f"every row has the label {names[0]!r}: a classifier needs at least two labels; "
+                        "check data.label_column", raw.train_file or raw.name)
+    warn_small_classes(pool, names, test is None)
     pool["label"] = _index(pool["label"], label_to_id)
     pool["order"] = np.arange(len(pool))
 
