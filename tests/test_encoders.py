@@ -124,3 +124,28 @@ def test_a_pinned_revision_comes_from_the_hub_and_is_recorded(tiny_bert_dir: Pat
 def test_a_revision_for_a_local_directory_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"encoder\.revision"):
         download_encoder(str(tiny_bert_dir), tmp_path / "enc", revision="main")
+
+
+@pytest.mark.parametrize("damage", ["unrecognized model", "truncated weights"])
+def test_an_encoder_transformers_cannot_load_is_one_line_naming_it(tiny_bert_dir: Path, tmp_path: Path,
+                                                                   damage: str) -> None:
+    import json
+
+    from bertclf.encoder import load_encoder
+    from bertclf.errors import BertclfError
+
+    enc = tmp_path / "enc"
+    shutil.copytree(tiny_bert_dir, enc)
+    if damage == "unrecognized model":
+        config = json.loads((enc / "config.json").read_text())
+        del config["model_type"]
+        (enc / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchModel"]}))
+    else:
+        weights = enc / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(BertclfError) as err:
+        load_encoder(enc)
+    msg = str(err.value)
+    assert "\n" not in msg and str(enc) in msg and "re-create it (dvc repro)" in msg
+    if damage == "truncated weights":
+        assert "model.safetensors: damaged or truncated" in msg

@@ -90,3 +90,82 @@ def test_length_batches_cover_every_document_once_within_the_budget() -> None:
         assert len(batch) == 1 or len(batch) * lengths[batch].max() <= 1024
     assert [int(lengths[b].max()) for b in batches] == sorted((int(lengths[b].max()) for b in batches),
                                                                reverse=True)  # longest first
+
+
+# --- a disk that cannot hold the vectors, and what a killed run left --------------------------
+
+def _stage(fn: object, capsys: pytest.CaptureFixture) -> str:
+    """Run `fn` as a stage script does; return its one error line (and check there is just one)."""
+    from bertclf.cli_support import run_stage
+
+    with pytest.raises(SystemExit) as exited:
+        run_stage(fn)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert exited.value.code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_featurize_refuses_a_disk_too_small_before_any_work(tokens: Path, tiny_bert_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    from collections import namedtuple
+
+    from bertclf import features as feat
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(feat.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
+    encoded = []
+    monkeypatch.setattr(feat, "encode_documents", lambda *a, **k: encoded.append(1))
+    out = tmp_path / "data" / "features"
+    line = _stage(lambda: featurize(tokens, tiny_bert_dir, out, FeaturizeConfig()), capsys)
+    assert str(out) in line and "GB are free there" in line and "needs" in line
+    assert encoded == [] and not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_a_full_disk_during_featurize_is_one_line_not_a_sigbus(
+        tokens: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    from bertclf import features as feat
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(feat.os, "posix_fallocate", full)
+    out = tmp_path / "data" / "features"
+    line = _stage(lambda: featurize(tokens, tiny_bert_dir, out, FeaturizeConfig()), capsys)
+    assert "train.npy: no space left on the device" in line
+    assert not out.exists() and list(out.parent.iterdir()) == []  # the partial temp is gone too
+
+
+@pytest.mark.parametrize(("code", "expected"), [("EROFS", "read-only"), ("ENOSPC", "no space left"),
+                                                ("EACCES", "permission denied")])
+def test_environment_errors_of_any_stage_are_one_line_and_debug_shows_the_traceback(
+        code: str, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    from bertclf.cli_support import run_stage
+
+    def stage() -> None:
+        raise OSError(getattr(errno, code), "from the kernel", "data/split/train.parquet")
+
+    line = _stage(stage, capsys)
+    assert line.startswith("error: data/split/train.parquet: ") and expected in line
+    monkeypatch.setenv("BERTCLF_DEBUG", "1")
+    with pytest.raises(OSError):
+        run_stage(stage)
+
+
+def test_stale_temporaries_of_a_killed_featurize_are_removed_when_it_starts(
+        tokens: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "data" / "features"
+    stale = tmp_path / "data" / ".features.k1ll3d.tmp"
+    stale.mkdir(parents=True)
+    (stale / "train.npy").write_bytes(b"\0" * (1 << 20))
+    (tmp_path / "data" / ".features.4194305.old").mkdir()  # and an .old whose output was then completed
+    out.mkdir()
+    (out / "meta.json").write_text("{}")
+    featurize(tokens, tiny_bert_dir, out, FeaturizeConfig())
+    assert sorted(p.name for p in out.parent.iterdir()) == ["features"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import bertclf
@@ -284,3 +285,80 @@ def test_the_real_command_fails_with_one_line_and_no_traceback(finetuned: Path, 
         assert "Traceback" not in done.stderr and len(lines) == 1, (args, done.stderr)
         assert lines[0].startswith("error: ") and expected in lines[0], (args, lines)
     assert not (tmp_path / "o.csv").exists()
+
+
+# --- hostile text and a hostile environment ------------------------------------------------
+
+FORMULAS = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)", "\tx", "\rx"]
+
+
+def _cells(path: Path) -> list[list[str]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def test_predictions_csv_cannot_carry_a_spreadsheet_formula(finetuned: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    args = ["predict", "-m", str(finetuned), "-o", str(out), "--", *FORMULAS, "ok film"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    texts = [row[0] for row in _cells(out)[1:]]
+    assert texts == ["'" + t for t in FORMULAS] + ["ok film"]  # shown as text, never run
+
+    from bertclf.serving.predict_io import write_predictions
+
+    labels = ["=1+1", "@evil", "plain"]  # label names come from the user's data
+    rows = [{"text": "t", "label": "=1+1", "probability": 0.9, "p_=1+1": 0.9, "p_@evil": 0.05,
+             "p_plain": 0.05}]
+    write_predictions(tmp_path / "labels.csv", rows, labels)
+    header, row = _cells(tmp_path / "labels.csv")
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in header + row), (header, row)
+    assert row[1] == "'=1+1" and row[2] == "0.9"
+
+
+def test_every_csv_the_project_writes_goes_through_the_safe_writer(tmp_path: Path) -> None:
+    from bertclf.plotting import write_csv
+
+    rows = [{"experiment": f, "arch": "han", "val_acc": -0.5} for f in FORMULAS]
+    write_csv(tmp_path / "compare.csv", rows)
+    cells = _cells(tmp_path / "compare.csv")
+    assert [r[0] for r in cells[1:]] == ["'" + f for f in FORMULAS] and cells[1][2] == "-0.5"
+    src = Path(__file__).resolve().parents[1] / "src"
+    writers = [str(p.relative_to(src)) for p in src.rglob("*.py")
+               if any(w in p.read_text() for w in ("csv.writer(", "csv.DictWriter(", ".to_csv("))]
+    assert writers == ["bertclf/plotting.py"], writers  # the one place that neutralises cells
+
+
+def test_a_missing_text_column_hint_names_the_command_line_option(finetuned: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("body\ngreat film\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", "-m", str(finetuned), "-i", str(src), "-o",
+                                      str(tmp_path / "o.csv")])
+    assert result.exit_code == 1 and "--text-column" in result.stderr
+    assert "data.text_column" not in result.stderr
+
+
+def test_environment_faults_are_one_line_naming_what_to_do(finetuned: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    for f in finetuned.iterdir():
+        (truncated / f.name).write_bytes(f.read_bytes())
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])
+    cases = {
+        ("predict", "-m", str(finetuned), "--device", "gpu", "x"): "device 'gpu' is not one of auto, cpu",
+        ("predict", "-m", str(truncated), "x"): "model.safetensors",
+    }
+    if not torch.cuda.is_available():
+        cases[("predict", "-m", str(finetuned), "--device", "cuda", "x")] = "CPU build"
+    for args, expected in cases.items():
+        done = bertclf_process(*args)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 1 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert len(lines) == 1, (args, done.stderr)
+        assert lines[0].startswith("error: ") and expected in lines[0], (args, lines)
+    # -v (or BERTCLF_DEBUG=1) shows the traceback for a bug report
+    done = bertclf_process("-v", "predict", "-m", str(truncated), "x")
+    assert done.returncode == 1 and "Traceback" in done.stderr

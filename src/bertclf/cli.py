@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -10,12 +11,20 @@ import typer
 
 from bertclf import __version__
 from bertclf.data.datasets import RECIPES
-from bertclf.errors import BertclfError
+from bertclf.errors import DEBUG_ENV, BertclfError, debugging, explain
 
 T = TypeVar("T")
 
 app = typer.Typer(help="BERT-based text classifiers as a reproducible DVC pipeline.",
                   no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks of errors")] = False
+         ) -> None:
+    """BERT-based text classifiers as a reproducible DVC pipeline."""
+    if verbose:
+        os.environ[DEBUG_ENV] = "1"
 
 
 @app.command()
@@ -187,9 +196,13 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def _user_errors(fn: Callable[[], T]) -> T:
-    """Run `fn`; a user error becomes one line on stderr and exit status 1, not a traceback."""
+    """Run `fn`; an error the user can act on becomes one line on stderr and exit status 1, not a
+    traceback (`-v` or `BERTCLF_DEBUG=1` shows it)."""
     try:
         return fn()
-    except BertclfError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except Exception as exc:
+        message = None if debugging() else explain(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from None

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from bertclf.errors import BertclfError
+from bertclf.errors import debugging, explain
 
 
 def setup_logging() -> None:
@@ -19,7 +19,8 @@ def setup_logging() -> None:
 
 
 def run_stage(main: Callable[[], None], offline: bool = True) -> None:
-    """Run a stage's `main`; a user error prints one clear message and exits with status 1.
+    """Run a stage's `main`; an error the user can act on (bad input or params, a full or read-only
+    disk, …) prints one line and exits with status 1; `BERTCLF_DEBUG=1` shows the traceback.
 
     Stages after `download` read only local files: `offline` keeps transformers and the hub
     from reaching for the network.
@@ -31,6 +32,9 @@ def run_stage(main: Callable[[], None], offline: bool = True) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
         main()
-    except BertclfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = None if debugging() else explain(exc)
+        if message is None:
+            raise  # a bug, or BERTCLF_DEBUG=1: the traceback
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(1)

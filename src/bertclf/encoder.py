@@ -18,6 +18,7 @@ import torch
 
 from bertclf.data.encoder_source import SOURCE_FILE
 from bertclf.data.stores import length_batches, pad_ids
+from bertclf.errors import BertclfError, explain
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -25,11 +26,24 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def from_local(auto_class: Any, model_dir: Path, **kwargs: Any) -> Any:
     """`auto_class.from_pretrained(model_dir)`: local files, safetensors, no remote code, SDPA
     attention where the class takes it, no progress bars."""
+    from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return auto_class.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False,
-                                      use_safetensors=True, **kwargs)
+    try:
+        return auto_class.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False,
+                                          use_safetensors=True, **kwargs)
+    except (OSError, ValueError, SafetensorError) as exc:
+        if explain(exc):  # a full or read-only disk says so itself
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if isinstance(exc, SafetensorError):
+            weights = ", ".join(p.name for p in sorted(Path(model_dir).glob("*.safetensors")))
+            raise BertclfError(f"{Path(model_dir) / weights}: damaged or truncated weights ({first}); "
+                               "re-create it (dvc repro) or copy the model directory whole again") from None
+        raise BertclfError(f"{model_dir}: cannot load it as a Hugging Face model ({first}); it needs "
+                           "config.json and safetensors weights: re-create it (dvc repro) or copy it "
+                           "whole again") from None
 
 
 def load_encoder(encoder_dir: Path, device: str = "cpu") -> torch.nn.Module:

@@ -8,20 +8,25 @@ memory map: the whole feature set is never held in RAM. The directory layout is
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from bertclf.atomic import atomic_path, write_json
+from bertclf.atomic import atomic_path, recover, write_json
 from bertclf.config import FeaturizeConfig
 from bertclf.data.stores import INDEX_SUFFIX
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder, output_dim
+from bertclf.errors import BertclfError
 
 
 def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: FeaturizeConfig,
@@ -35,8 +40,9 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     dim = output_dim(model.config, cfg.layers)
     name = tokens.stem
     t0 = time.perf_counter()
-    store = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=np.float16,
-                                      shape=(int(offsets[-1]), dim))
+    path = out_dir / f"{name}.npy"
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), dim))
+    reserve(path)
     padded = encode_documents(batch_encoder(model, cfg.layers, pad_id), flat_ids, offsets,
                               cfg.max_batch_tokens, store)
     store.flush()
@@ -61,6 +67,38 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     }
 
 
+def check_space(tokens_dir: Path, out: Path, dim: int) -> None:
+    """Refuse, before any work, to featurize into a disk that cannot hold the vectors (float16,
+    tokens x dim x 2 bytes): a memory map writing past the end of the disk dies with SIGBUS."""
+    tokens = sum(int(pc.sum(pq.read_table(p, columns=["length"]).column("length")).as_py() or 0)
+                 for p in tokens_dir.glob("*.parquet"))
+    need = tokens * dim * 2 + (64 << 20)  # and room for the indexes and the file system's own
+    out.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out.parent).free
+    if free < need:
+        raise BertclfError(f"{out}: featurize needs {_size(need)} for {tokens:,} token vectors of {dim} "
+                           f"float16 values, and {_size(free)} are free there: free some space or lower "
+                           "split.max_train / tokenize.max_length")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def reserve(path: Path) -> None:
+    """Allocate the memory map's file on disk now, so a full disk is an error here, not a SIGBUS
+    later (where the file system supports it)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, path.stat().st_size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return  # no preallocation on this file system; check_space has looked already
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        os.close(fd)
+
+
 def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConfig, encoder_name: str = "",
               needed: bool = True, threads: int = 0) -> dict[str, Any]:
     """Featurize every tokenized split in `tokens_dir` into `out` (atomically); return the counts
@@ -73,9 +111,11 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
         with atomic_path(out, is_dir=True) as tmp:
             write_json(tmp / "meta.json", {"skipped": "the arch reads token ids, not features"})
         return {"skipped": True, "docs": 0, "tokens": 0, "bytes": 0}
+    recover(out)  # a killed run's temporaries (gigabytes for IMDB) go before the space is counted
     if threads:
         torch.set_num_threads(threads)
     model = load_encoder(encoder_dir)
+    check_space(tokens_dir, out, output_dim(model.config, cfg.layers))
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tok_meta_path = tokens_dir / "meta.json"
     tok_meta = json.loads(tok_meta_path.read_text()) if tok_meta_path.exists() else {}
@@ -83,7 +123,13 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
                               "splits": {}}
     with atomic_path(out, is_dir=True) as tmp:
         for tokens in sorted(tokens_dir.glob("*.parquet")):
-            report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id)
+            try:
+                report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id)
+            except OSError as exc:  # name the output the user knows, not its temporary
+                if not exc.filename or str(tmp) not in str(exc.filename):
+                    raise
+                shown = str(exc.filename).replace(str(tmp), str(out))
+                raise OSError(exc.errno, exc.strerror, shown) from None
         dim = output_dim(model.config, cfg.layers)
         write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
                                        "dim": dim})

@@ -14,12 +14,18 @@ import torch
 from torch import nn
 
 from bertclf.data.stores import Batch, eval_batches
+from bertclf.errors import BertclfError
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` is the GPU when there is one, else the CPU."""
+    """`auto` is the GPU when there is one, else the CPU; `cuda` (or `cuda:N`) must exist here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise BertclfError(f"device {name!r} is not one of auto, cpu, cuda (or cuda:N)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        build = "this PyTorch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+        raise BertclfError(f"device {name!r}: {build}; use cpu or auto")
     return torch.device(name)
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
@@ -75,4 +76,9 @@ def load_classifier(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     if not (model_dir / WEIGHTS).is_file():
         raise BertclfError(f"{model_dir}: not a bertclf model directory ({WEIGHTS} is missing)")
     model_cfg = ModelConfig.from_dict(config["model"])
-    return get(model_cfg.arch).restore(model_cfg, model_dir).eval(), config
+    try:
+        return get(model_cfg.arch).restore(model_cfg, model_dir).eval(), config
+    except (SafetensorError, RuntimeError, ValueError) as exc:  # truncated, damaged, another model's
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BertclfError(f"{model_dir / WEIGHTS}: damaged or not this model's weights ({first}); retrain "
+                           "(dvc repro train) or copy the whole model directory again") from None

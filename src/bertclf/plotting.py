@@ -1,4 +1,4 @@
-"""Plot data for `dvc plots` (CSV) and the same figures as PNG (matplotlib)."""
+"""Tables (CSV, safe to open in a spreadsheet) and figures (PNG, matplotlib)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,39 @@ import numpy as np
 
 from bertclf.atomic import atomic_path
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection rule
+
+
+def csv_cell(value: Any) -> Any:
+    """A text that a spreadsheet would run as a formula (``=cmd|' /C calc'!A0``), made inert with a
+    leading quote; numbers and other texts as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """`csv.DictWriter` whose header and text cells go through `csv_cell`."""
+
+    def __init__(self, f: Any, fields: Sequence[str]):
+        self.fields = list(fields)
+        self.writer = csv.writer(f)
+
+    def writeheader(self) -> None:
+        self.writer.writerow([csv_cell(name) for name in self.fields])
+
+    def writerow(self, row: dict[str, Any]) -> None:
+        self.writer.writerow([csv_cell(row.get(name, "")) for name in self.fields])
+
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str] | None = None) -> None:
-    """Write rows as CSV (header from `fields` or the first row), atomically."""
+    """Write rows as CSV (header from `fields` or the first row), atomically and formula-safe."""
     fields = list(fields or (rows[0].keys() if rows else []))
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer = SafeCsvWriter(f, fields)
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            writer.writerow(row)
 
 
 def pyplot() -> Any:

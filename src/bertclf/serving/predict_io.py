@@ -3,7 +3,6 @@ the terminal or a csv/jsonl file, and the interactive prompt loop."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from bertclf.atomic import atomic_path
 from bertclf.data.readers import base_suffix, read_texts
 from bertclf.errors import DataError
+from bertclf.plotting import SafeCsvWriter
 from bertclf.serving.predictor import TextClassifier
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -40,7 +40,7 @@ def write_predictions(dst: Path, rows: Iterable[dict[str, Any]], labels: list[st
     fields = ["text", "label", "probability", *(f"p_{name}" for name in labels)]
     n = 0
     with atomic_path(dst) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fields) if base_suffix(dst) == ".csv" else None
+        writer = SafeCsvWriter(f, fields) if base_suffix(dst) == ".csv" else None
         if writer:
             writer.writeheader()
         for row in rows:
