@@ -119,7 +119,7 @@ def test_featurize_refuses_a_disk_too_small_before_any_work(tokens: Path, tiny_b
     monkeypatch.setattr(feat, "encode_documents", lambda *a, **k: encoded.append(1))
     out = tmp_path / "data" / "features"
     line = _stage(lambda: featurize(tokens, tiny_bert_dir, out, FeaturizeConfig()), capsys)
-    assert str(out) in line and "GB are free there" in line and "needs" in line
+    assert str(out) in line and "and 1.0 MB are free there" in line and " needs " in line
     assert encoded == [] and not out.exists() and list(out.parent.iterdir()) == []
 
 
