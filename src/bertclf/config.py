@@ -42,13 +42,22 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # rotten_tomatoes | yelp2013 | imdb | webkb | r8 | r52 | file
+    # rotten_tomatoes | yelp2013 | imdb | webkb | r8 | r52 | cade12 | file
     name: str = "rotten_tomatoes"
-    # data.name=file: the train file; yelp2013: the review file. Under inputs/data/ (tracked).
+    # file: the train file; yelp2013: the review file; cade12: cade-train-stemmed.txt.
+    # Under inputs/data/ (tracked).
     path: str | None = None
-    test_path: str | None = None  # data.name=file: an optional test file
-    text_column: str | None = None  # data.name=file: null means "text"
+    test_path: str | None = None  # file: an optional test file; cade12: cade-test-stemmed.txt
+    # file: the text column, or a list of columns joined into one text; null means "text"
+    text_column: str | tuple[str, ...] | None = None
     label_column: str | None = None  # null means "label"
+    # file: names for the columns of a csv/tsv without a header row (null: the first row names them)
+    columns: tuple[str, ...] | None = None
+
+    def check(self) -> None:
+        _check(self.text_column != (), "data.text_column must name at least one column")
+        _check(self.columns is None or len(self.columns) >= 2, "data.columns must name every column "
+               "of the file (at least a text and a label column)")
 
 
 @dataclass(frozen=True)
@@ -310,7 +319,7 @@ def _type_name(annotation: Any) -> str:
         parts = [_type_name(a) for a in get_args(annotation) if a is not type(None)]
         return " or ".join(parts) + (" or null" if type(None) in get_args(annotation) else "")
     if origin is tuple:
-        return "a list of integers"
+        return {int: "a list of integers", str: "a list of strings"}[get_args(annotation)[0]]
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         annotation, str(annotation))
 
@@ -339,7 +348,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str) and value in get_args(annotation):
             return value
     elif origin is tuple:
-        if isinstance(value, list | tuple) and all(type(v) is int for v in value):
+        item = get_args(annotation)[0]
+        if isinstance(value, list | tuple) and all(type(v) is item for v in value):
             return tuple(value)
     elif annotation in _SCALARS and value is not None:
         converted = _SCALARS[annotation](value)

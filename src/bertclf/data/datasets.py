@@ -129,11 +129,11 @@ def _load_yelp2013(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDa
                       train_file=files["reviews"].name, test_file=files["test"].name)
 
 
-def _read_user_file(copy: Path, original: str, tc: str | None, lc: str | None) -> pd.DataFrame:
+def _read_user_file(copy: Path, original: str, data: DataConfig) -> pd.DataFrame:
     """Read the copy in data/raw, but name the user's own file in errors and in every row's
     ``where`` (same bytes, same lines), so later errors point at the file the user can open."""
     try:
-        df = read_table(copy, tc, lc)
+        df = read_table(copy, data.text_column, data.label_column, data.columns)
     except DataError as exc:
         raise DataError(exc.detail, original, exc.line) from None
     df["where"] = [w.replace(copy.name, original, 1) for w in df["where"]]
@@ -141,9 +141,8 @@ def _read_user_file(copy: Path, original: str, tc: str | None, lc: str | None) -
 
 
 def _load_file(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
-    tc, lc = data.text_column, data.label_column
-    train = _read_user_file(files["train"], str(data.path), tc, lc)
-    test = _read_user_file(files["test"], str(data.test_path), tc, lc) if "test" in files else None
+    train = _read_user_file(files["train"], str(data.path), data)
+    test = _read_user_file(files["test"], str(data.test_path), data) if "test" in files else None
     return RawDataset("file", train, test, train_file=str(data.path),
                       test_file=str(data.test_path) if "test" in files else "")
 
@@ -163,9 +162,25 @@ def _yelp_reviews_artifact(data: DataConfig) -> Artifact:
     )
 
 
+CADE_FILES = {"train": "cade-train-stemmed.txt", "test": "cade-test-stemmed.txt"}
+
+
+def _cade12_artifacts(data: DataConfig) -> dict[str, Artifact]:
+    """Cade12 is not published anywhere this tool can fetch: the mirror's cade12/ folder, or your
+    own copies (data.path, data.test_path), which win."""
+    hint = ("Cade12 (Cardoso-Cachopo's Portuguese web pages, 12 classes) is not published anywhere this "
+            "tool can fetch. Put cade-train-stemmed.txt and cade-test-stemmed.txt (label<TAB>text lines) "
+            "in <mirror>/cade12/ with BERTCLF_MIRROR set, or set data.path and data.test_path to them")
+    own = {"train": data.path, "test": data.test_path}
+    return {role: Artifact("" if own[role] else "cade12", name,
+                           sources=(Source(str(own[role])),) if own[role] else (), hint=hint)
+            for role, name in CADE_FILES.items()}
+
+
 def user_files(data: DataConfig) -> dict[str, str]:
     """The params keys naming files of your own that `data.name` reads, with their values."""
-    keys = {"file": ("path", "test_path"), "yelp2013": ("path",)}.get(data.name, ())
+    keys = {"file": ("path", "test_path"), "yelp2013": ("path",),
+            "cade12": ("path", "test_path")}.get(data.name, ())
     return {f"data.{k}": getattr(data, k) for k in keys if getattr(data, k)}
 
 
@@ -189,6 +204,8 @@ def recipe(data: DataConfig) -> Recipe:
     if name == "yelp2013":
         files = {**named.files, "reviews": _yelp_reviews_artifact(data)}
         return Recipe(named.name, named.description, files, named.load)
+    if name == "cade12":
+        return Recipe(named.name, named.description, _cade12_artifacts(data), named.load)
     return named
 
 
@@ -236,6 +253,12 @@ RECIPES: dict[str, Recipe] = {
          "test": _tsv_file("r52", "r52test.tsv", R52_TEST)},
         _load_label_tsv("r52"),
     ),
+    "cade12": Recipe(
+        "cade12", "Cade12, Brazilian web pages in Portuguese, 12 classes, stemmed (Cardoso-Cachopo), "
+        "27,322 / 13,661; not fetchable: mirror or data.path",
+        {},  # built from the data params: see _cade12_artifacts
+        _load_label_tsv("cade12"),
+    ),
     "yelp2013": Recipe(
         "yelp2013",
         "Yelp Phoenix academic dataset 2013: test = test.json, train/val split from the review file",
@@ -252,7 +275,7 @@ RECIPES: dict[str, Recipe] = {
 
 def _stored_name(role: str, found: Path, art: Artifact) -> str:
     """File name inside data/raw: the published name, or `<role><suffixes>` for user files."""
-    if art.name:
+    if art.folder:
         return found.name
     return role + "".join(found.suffixes[-2:]) if found.suffixes else role
 

@@ -15,7 +15,7 @@ import gzip
 import io
 import json
 import lzma
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,11 +103,25 @@ def _get(obj: dict, key: str, path: Path, number: int, hint: str = "") -> Any:
     return obj[key]
 
 
-def read_jsonl(path: str | Path, text_key: str, label_key: str | None, id_key: str | None = None,
-               hint: str = "") -> pd.DataFrame:
-    """JSON Lines, one object per line (plain, .gz, .xz or .bz2); `label_key=None` reads texts only."""
+TextColumns = str | Sequence[str]
+JOIN = " "  # several text columns become one text, joined as transformers' run_classification joins them
+
+
+def _names(text_columns: TextColumns) -> list[str]:
+    return [text_columns] if isinstance(text_columns, str) else list(text_columns)
+
+
+def _text_of(values: Sequence[Any]) -> str:
+    return JOIN.join(str(v) for v in values if v is not None and str(v) != "")
+
+
+def read_jsonl(path: str | Path, text_key: TextColumns, label_key: str | None, id_key: str | None = None,
+               hint: str = "", keep: bool = False) -> pd.DataFrame:
+    """JSON Lines, one object per line (plain, .gz, .xz or .bz2); `label_key=None` reads texts only.
+    Several text keys are joined into one text; `keep` also returns every other key as a column."""
     path = Path(path)
-    rows = []
+    keys = _names(text_key)
+    rows, others = [], []
     for number, line in iter_lines(path):
         if not line.strip():
             continue
@@ -117,29 +131,56 @@ def read_jsonl(path: str | Path, text_key: str, label_key: str | None, id_key: s
             raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", path, number) from None
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, number)
-        text = _get(obj, text_key, path, number, hint)
+        parts = [_get(obj, key, path, number, hint) for key in keys]
         label = _get(obj, label_key, path, number, hint) if label_key else None
-        if text is not None and not isinstance(text, str):
-            raise DataError(f"{text_key!r} must be a string, got {type(text).__name__}", path, number)
+        for key, part in zip(keys, parts, strict=True):
+            if part is not None and not isinstance(part, str):
+                raise DataError(f"{key!r} must be a string, got {type(part).__name__}", path, number)
         if label_key and (label is None or isinstance(label, (dict, list, float))):
             raise DataError(f"{label_key!r} must be a string or an integer, got {label!r}", path, number)
         if label_key:
             check_label(label, label_key, path, number)
         ident = str(_get(obj, id_key, path, number)) if id_key else f"{path.name}:{number}"
-        rows.append((ident, text or "", label, f"{path.name}, line {number}"))
-    return _frame(rows, path)
+        rows.append((ident, _text_of(parts), label, f"{path.name}, line {number}"))
+        if keep:
+            others.append({k: v for k, v in obj.items() if k not in keys})
+    return _with_others(_frame(rows, path), others if keep else None)
+
+
+def _with_others(frame: pd.DataFrame, others: list[dict[str, Any]] | pd.DataFrame | None) -> pd.DataFrame:
+    """Attach the input's other columns as ``frame.attrs["others"]`` (for `predict`, which writes them
+    back beside each prediction)."""
+    if others is not None:
+        frame.attrs["others"] = others if isinstance(others, pd.DataFrame) else pd.DataFrame(others)
+    return frame
 
 
 COLUMNS_HINT = "set data.text_column / data.label_column"  # for the pipeline's input files
 TEXTS_HINT = "pass --text-column NAME (text_column= in Python)"  # for files given to predict
+NO_HEADER_HINT = ("the first line looks like data, not column names: if the file has no header row, "
+                  "name its columns with data.columns (e.g. data.columns: [{}])")
 
 
-def read_delimited(path: str | Path, text_column: str, label_column: str | None,
-                   hint: str = COLUMNS_HINT) -> pd.DataFrame:
-    """CSV or TSV with a header row naming the columns (quotes allowed, exact line numbers);
-    `label_column=None` reads texts only."""
+def _looks_like_data(header: Sequence[str]) -> bool:
+    """A first row of values rather than names: a number, a long text, or a repeated cell."""
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+    return any(numeric(c) or len(c) > 40 for c in header) or len(set(header)) < len(header)
+
+
+def read_delimited(path: str | Path, text_column: TextColumns, label_column: str | None,
+                   hint: str = COLUMNS_HINT, columns: Sequence[str] | None = None,
+                   keep: bool = False) -> pd.DataFrame:
+    """CSV or TSV (quotes allowed, exact line numbers) with a header row naming the columns, or,
+    when `columns` names them, without one. Several text columns are joined into one text;
+    `label_column=None` reads texts only; `keep` also returns the other columns."""
     path = Path(path)
     delimiter = "\t" if base_suffix(path) == ".tsv" else ","
+    wanted = _names(text_column)
     with _open_binary(path) as raw:
         # Validate the encoding line by line first, so the error names the line.
         for _ in iter_lines(path):
@@ -149,16 +190,23 @@ def read_delimited(path: str | Path, text_column: str, label_column: str | None,
         # TSV fields are taken literally (free text often holds quotes); CSV follows RFC 4180.
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         reader = csv.reader(text_io, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
+        header = list(columns) if columns else next(reader, None)
         if not header:
             raise DataError("the file is empty (no header row)", path)
-        for column in (text_column, label_column):
+        if len(set(header)) < len(header) and columns:
+            raise DataError(f"data.columns names a column twice ({', '.join(header)})", path)
+        for column in (*wanted, label_column):
             if column is not None and column not in header:
-                raise DataError(f"no column {column!r} in the header (columns: {', '.join(header)}); {hint}",
-                                path, 1)
-        ti = header.index(text_column)
+                if columns:
+                    raise DataError(f"no column {column!r} in data.columns ({', '.join(header)})", path)
+                shown = ", ".join(header) if len(", ".join(header)) < 200 else ", ".join(header)[:197] + "..."
+                why = (NO_HEADER_HINT.format(", ".join(f"c{i + 1}" for i in range(len(header))))
+                       if _looks_like_data(header) else hint)
+                raise DataError(f"no column {column!r} in the header (columns: {shown}); {why}", path, 1)
+        tis = [header.index(c) for c in wanted]
         li = header.index(label_column) if label_column else None
-        rows = []
+        rest = [i for i in range(len(header)) if i not in tis]
+        rows, others = [], []
         start = reader.line_num + 1
         for record in reader:
             number = start
@@ -167,8 +215,9 @@ def read_delimited(path: str | Path, text_column: str, label_column: str | None,
                 continue
             if len(record) != len(header):
                 sep = "tab" if delimiter == "\t" else "comma"
+                where = "names in data.columns" if columns else "in the header"
                 raise DataError(
-                    f"expected {len(header)} {sep}-separated fields as in the header, found {len(record)}",
+                    f"expected {len(header)} {sep}-separated fields as {where}, found {len(record)}",
                     path,
                     number,
                 )
@@ -177,19 +226,24 @@ def read_delimited(path: str | Path, text_column: str, label_column: str | None,
                 raise DataError(f"empty label in column {label_column!r}", path, number)
             if label_column is not None:
                 check_label(label, label_column, path, number)
-            rows.append((f"{path.name}:{number}", record[ti], label, f"{path.name}, line {number}"))
-    return _frame(rows, path)
+            rows.append((f"{path.name}:{number}", _text_of([record[i] for i in tis]), label,
+                         f"{path.name}, line {number}"))
+            if keep:
+                others.append({header[i]: record[i] for i in rest})
+    return _with_others(_frame(rows, path), others if keep else None)
 
 
-def read_parquet(path: str | Path, text_column: str, label_column: str | None,
-                 hint: str = COLUMNS_HINT) -> pd.DataFrame:
-    """A parquet table; `label_column=None` reads texts only."""
+def read_parquet(path: str | Path, text_column: TextColumns, label_column: str | None,
+                 hint: str = COLUMNS_HINT, keep: bool = False) -> pd.DataFrame:
+    """A parquet table; several text columns are joined into one text; `label_column=None` reads
+    texts only; `keep` also returns the other columns."""
     path = Path(path)
+    wanted = _names(text_column)
     try:
         df = pd.read_parquet(path)
     except Exception as exc:
         raise DataError(f"cannot read as parquet: {exc}", path) from None
-    for column in (text_column, label_column):
+    for column in (*wanted, label_column):
         if column is not None and column not in df.columns:
             raise DataError(f"no column {column!r} (columns: {', '.join(map(str, df.columns))}); {hint}",
                             path)
@@ -202,41 +256,52 @@ def read_parquet(path: str | Path, text_column: str, label_column: str | None,
     if label_column is not None:
         for i, label in enumerate(labels):
             check_label(label, label_column, path, str(i))
-    texts = df[text_column].fillna("").astype(str)
+    texts = (df[wanted].astype(object).where(df[wanted].notna(), None).apply(_text_of, axis=1)
+             if len(wanted) > 1 else df[wanted[0]].fillna("").astype(str))
     rows = pd.DataFrame({
         "id": [f"{path.name}:{i}" for i in range(len(df))],
         "text": texts.to_numpy(),
         "label": labels.to_numpy(),
         "where": [f"{path.name}, row {i}" for i in range(len(df))],
     })
-    return rows
+    return _with_others(rows, df.drop(columns=wanted).reset_index(drop=True) if keep else None)
 
 
-def read_table(path: str | Path, text_column: str | None, label_column: str | None) -> pd.DataFrame:
-    """A user's file: csv, tsv, jsonl or parquet with the named text and label columns."""
+def read_table(path: str | Path, text_column: TextColumns | None, label_column: str | None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A user's file: csv, tsv, jsonl or parquet with the named text and label columns (several
+    text columns are joined into one text). `columns` names the columns of a csv/tsv file that has
+    no header row."""
     path = Path(path)
     suffix = base_suffix(path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}", path)
-    return _read_columns(path, suffix, text_column or "text", label_column or "label")
+    return _read_columns(path, suffix, text_column or "text", label_column or "label", columns=columns)
 
 
-def _read_columns(path: Path, suffix: str, text_column: str, label_column: str | None,
-                  hint: str = COLUMNS_HINT) -> pd.DataFrame:
+def _read_columns(path: Path, suffix: str, text_column: TextColumns, label_column: str | None,
+                  hint: str = COLUMNS_HINT, columns: Sequence[str] | None = None,
+                  keep: bool = False) -> pd.DataFrame:
+    if columns and suffix not in (".csv", ".tsv"):
+        raise DataError("data.columns names the columns of a csv or tsv file without a header row; "
+                        f"a {suffix} file names its own: remove data.columns", path)
     if suffix in (".jsonl", ".json"):
-        return read_jsonl(path, text_column, label_column, hint=hint)
+        return read_jsonl(path, text_column, label_column, hint=hint, keep=keep)
     if suffix == ".parquet":
-        return read_parquet(path, text_column, label_column, hint)
-    return read_delimited(path, text_column, label_column, hint)
+        return read_parquet(path, text_column, label_column, hint, keep=keep)
+    return read_delimited(path, text_column, label_column, hint, columns=columns, keep=keep)
 
 
 TEXT_SUFFIXES = (".txt", *TABLE_SUFFIXES)
 
 
-def read_texts(path: str | Path, text_column: str | None = None) -> pd.DataFrame:
-    """Texts to classify: `.txt` (one per line, blank lines skipped) or a table with a text column.
+def read_texts(path: str | Path, text_column: TextColumns | None = None,
+               columns: Sequence[str] | None = None, keep: bool = False) -> pd.DataFrame:
+    """Texts to classify: `.txt` (one per line, blank lines skipped) or a table with a text column
+    (or several, joined).
 
-    Returns ``id``, ``text`` and ``where`` columns (``label`` is None)."""
+    Returns ``id``, ``text`` and ``where`` columns (``label`` is None); with `keep`, the table's
+    other columns are in ``.attrs["others"]``, row for row."""
     path = Path(path)
     suffix = base_suffix(path)
     if suffix == ".txt":
@@ -245,4 +310,4 @@ def read_texts(path: str | Path, text_column: str | None = None) -> pd.DataFrame
         return _frame(rows, path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TEXT_SUFFIXES)}", path)
-    return _read_columns(path, suffix, text_column or "text", None, TEXTS_HINT)
+    return _read_columns(path, suffix, text_column or "text", None, TEXTS_HINT, columns, keep)
