@@ -362,3 +362,37 @@ def test_environment_faults_are_one_line_naming_what_to_do(finetuned: Path, tmp_
     # -v (or BERTCLF_DEBUG=1) shows the traceback for a bug report
     done = bertclf_process("-v", "predict", "-m", str(truncated), "x")
     assert done.returncode == 1 and "Traceback" in done.stderr
+
+
+def test_every_model_directory_has_a_model_card(trained: Path) -> None:
+    import yaml
+
+    card = (trained / "model" / "README.md").read_text(encoding="utf-8")
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    arch = json.loads((trained / "model" / CONFIG).read_text())["model"]["arch"]
+    assert meta["pipeline_tag"] == "text-classification" and arch in meta["tags"]
+    assert meta["library_name"] == ("transformers" if arch == "finetune" else "bertclf")
+    saved = json.loads((trained / "model" / CONFIG).read_text())
+    assert meta["base_model"] == (saved["encoder"].get("name") or "sentence-transformers/all-MiniLM-L6-v2")
+    accuracy = meta["model-index"][0]["results"][0]["metrics"][0]
+    assert accuracy["type"] == "accuracy" and 0.5 < accuracy["value"] <= 1
+    assert "`neg`, `pos`" in body and "dvc exp run" in body and "-S 'train.batch_size=16'" in body
+    tokenizer = json.loads((trained / "model" / "tokenizer_config.json").read_text())
+    assert tokenizer["model_max_length"] == 24  # the fixture's tokenize.max_length
+
+
+def test_a_fine_tuned_model_is_a_hugging_face_model(finetuned: Path) -> None:
+    """Plain transformers loads the directory and answers with the label names and bertclf's scores."""
+    from transformers import pipeline
+
+    hf = pipeline("text-classification", model=str(finetuned), truncation=True, device="cpu")
+    texts = ["great wonderful film.", "awful boring mess.", "fine"]
+    answers = hf(texts, top_k=None)
+    ours = bertclf.load(finetuned).predict(texts)
+    for answer, mine in zip(answers, ours, strict=True):
+        assert {a["label"] for a in answer} == {"neg", "pos"}
+        assert answer[0]["label"] == mine.label
+        for a in answer:
+            assert a["score"] == pytest.approx(mine.probabilities[a["label"]], abs=1e-4)
+    assert hf(" ".join(["great"] * 5000))[0]["label"] in {"neg", "pos"}  # cut to model_max_length

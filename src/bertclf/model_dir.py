@@ -3,8 +3,8 @@
 A model directory is self-contained: the weights (as its arch saves them: ``model.safetensors``,
 or a Hugging Face model for `finetune`), ``bertclf.json`` (format version, the ModelConfig, the
 training recipe, the data's labels and tokenize settings, the encoder it came from),
-``labels.json``, the tokenizer files, and for archs that read token vectors the frozen encoder
-itself (``encoder/``) that makes them.
+``labels.json``, the tokenizer files, a model card (``README.md``), and for archs that read token
+vectors the frozen encoder itself (``encoder/``) that makes them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from safetensors import SafetensorError
 from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
+from bertclf.config import Config
 from bertclf.data.encoder_source import read_source
 from bertclf.encoder import copy_tokenizer_files
 from bertclf.errors import BertclfError
+from bertclf.model_card import model_card, name_labels, set_max_length
 from bertclf.models import WEIGHTS, ModelConfig, get
 
 FORMAT_VERSION = 1
@@ -32,20 +34,30 @@ __all__ = ["CONFIG", "ENCODER", "FORMAT_VERSION", "WEIGHTS", "load_classifier", 
            "save_model_dir"]
 
 
-def save_model_dir(out: Path, model: nn.Module, model_cfg: ModelConfig, recipe: Any, meta: dict[str, Any],
-                   encoder_dir: Path) -> None:
-    """Write the whole model directory `out` (atomically)."""
+def save_model_dir(out: Path, model: nn.Module, model_cfg: ModelConfig, config: Config, meta: dict[str, Any],
+                   encoder_dir: Path, summary: dict[str, Any]) -> None:
+    """Write the whole model directory `out` (atomically), with its model card."""
     arch = get(model_cfg.arch)
+    recipe = config.train
+    labels = [str(label) for label in meta.get("labels", [])]
     with atomic_path(out, is_dir=True) as tmp:
         arch.save(model, tmp)
+        hf_native = (tmp / "config.json").is_file()  # the arch saved a Hugging Face model
+        if hf_native and labels:
+            name_labels(tmp, labels)
         copy_tokenizer_files(encoder_dir, tmp)
+        tokenize = {**asdict(config.tokenize), **meta.get("tokenize", {})}  # what the data was cut to
+        set_max_length(tmp, int(tokenize["max_length"]))
+        source = read_source(encoder_dir)
+        card = model_card(config, labels, summary, hf_native, source, tokenize)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
         if arch.reads == "features":
             (tmp / ENCODER).mkdir()
             for f in encoder_dir.iterdir():
                 if f.is_file():
                     shutil.copyfile(f, tmp / ENCODER / f.name)
         write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
-                                  "train": asdict(recipe), "data": meta, "encoder": read_source(encoder_dir)})
+                                  "train": asdict(recipe), "data": meta, "encoder": source})
         write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
 
 

@@ -250,7 +250,7 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
     }
     if not run.ddp.is_main:
         return report
-    save_model_dir(out.model, run.model, run.model_cfg, config.train, run.meta, inputs.encoder)
+    save_model_dir(out.model, run.model, run.model_cfg, config, run.meta, inputs.encoder, report)
     plot_loss(state.history, out.plots / "loss.png", title=f"{run.arch.name}: loss per epoch")
     assert run.live is not None
     run.live.end()
