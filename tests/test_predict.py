@@ -8,8 +8,10 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -127,22 +129,124 @@ def test_cli_predict_texts_files_and_interactive(finetuned: Path, tmp_path: Path
             rows = (pd.read_csv(tmp_path / out) if out.endswith(".csv")
                     else pd.read_json(tmp_path / out, lines=True))
             assert len(rows) == 2, (src, out)
-            assert list(rows.columns) == ["text", "label", "probability", "p_neg", "p_pos"]
+            kept = ["id"] if src == "in.csv" else []  # the input's other columns come along
+            assert list(rows.columns) == [*kept, "text", "label", "probability", "p_neg", "p_pos"]
             assert (rows["p_neg"] + rows["p_pos"]).round(4).eq(1.0).all()
 
     result = runner.invoke(app, ["predict", "-m", str(finetuned), "--interactive"],
                            input="great wonderful film.\n\nawful boring plot.\n")
     assert result.exit_code == 0, result.output
-    answers = result.stdout.splitlines()[1:]
+    answers = result.stdout.splitlines()
+    assert "Ctrl-D quits" in result.stderr
     assert len(answers) == 2 and all(a.split()[0] in {"neg", "pos"} for a in answers), result.stdout
 
 
 def test_interactive_loop_answers_each_line_until_end_of_input(finetuned: Path) -> None:
     clf = bertclf.load(finetuned)
     shown: list[str] = []
-    n = interactive(clf, io.StringIO("good.\n   \nbad.\nnice"), shown.append, top_k=2)
-    assert n == 3 and len(shown) == 4
-    assert all(len(line.split()) == 4 for line in shown[1:])  # two labels with their probabilities
+    said: list[str] = []
+    n = interactive(clf, io.StringIO("good.\n   \nbad.\nnice"), shown.append, top_k=2, say=said.append)
+    assert n == 3 and len(shown) == 3 and len(said) == 1  # the banner apart, on stderr
+    assert all(len(line.split()) == 4 for line in shown)  # two labels with their probabilities
+
+
+def test_predict_reads_stdin_and_writes_stdout_keeping_the_input_columns(finetuned: Path,
+                                                                         tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "-"], input="great film.\n\nawful plot.\n")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["great film.", "awful plot."] and rows[0]["label"] in {"neg", "pos"}
+
+    src = tmp_path / "in.csv"
+    src.write_text('id,body,label\nr1,"great, great film.",pos\nr2,awful plot.,neg\n', encoding="utf-8")
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "-i", str(src), "--text-column", "body",
+                                 "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(io.StringIO(result.stdout))
+    assert list(table.columns) == ["id", "input_label", "text", "label", "probability", "p_neg", "p_pos"]
+    assert table["id"].tolist() == ["r1", "r2"] and table["input_label"].tolist() == ["pos", "neg"]
+
+    for suffix, read in ((".tsv", lambda p: pd.read_csv(p, sep="\t")), (".parquet", pd.read_parquet),
+                         (".jsonl", lambda p: pd.read_json(p, lines=True))):
+        out = tmp_path / f"out{suffix}"
+        result = runner.invoke(app, ["predict", "-m", str(finetuned), "-i", str(src), "-o", str(out),
+                                     "--text-column", "body"])
+        assert result.exit_code == 0, result.output
+        got = read(out)
+        assert got["id"].tolist() == ["r1", "r2"] and got["text"].tolist() == ["great, great film.",
+                                                                              "awful plot."], suffix
+        assert got["label"].tolist() == table["label"].tolist(), suffix
+
+    headerless = tmp_path / "new.csv"
+    headerless.write_text("n1,Great,a wonderful film\nn2,Awful,boring plot\n", encoding="utf-8")
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "-i", str(headerless), "--columns",
+                                 "id,title,body", "--text-column", "title", "--text-column", "body"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["id"], r["text"]) for r in rows] == [("n1", "Great a wonderful film"),
+                                                     ("n2", "Awful boring plot")]
+
+    result = runner.invoke(app, ["predict", "-m", str(finetuned), "-i", str(src), "--format", "parquet"])
+    assert result.exit_code == 1 and "parquet cannot go to standard output" in result.stderr
+
+
+def test_version_and_choices_in_help() -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"bertclf {bertclf.__version__}"
+    result = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert "[default: auto]" in result.stdout
+    for choices in ("auto", "cpu", "cuda"), ("fp32", "bf16"), ("jsonl", "csv", "tsv", "parquet"):
+        assert "|".join(choices) in result.stdout, choices
+    result = runner.invoke(app, ["predict", "--device", "gpu", "x"])
+    assert result.exit_code == 2 and "'gpu' is not one of" in result.output
+
+
+def test_interactive_has_line_editing_and_history(finetuned: Path, tmp_path: Path) -> None:
+    """At a real terminal: the left arrow moves the cursor (no ^[[D in the text) and Up recalls the
+    previous text; the history outlives the session."""
+    import pty
+    import select
+    import time
+
+    main, child = pty.openpty()
+    env = {**os.environ, "BERTCLF_HISTORY": str(tmp_path / "history"), "TERM": "dumb"}
+    proc = subprocess.Popen([sys.executable, "-m", "bertclf", "predict", "-m", str(finetuned),
+                             "--interactive", "--top-k", "1"], stdin=child, stdout=child, stderr=child,
+                            env=env, close_fds=True)
+    os.close(child)
+    seen = b""
+
+    def read_until(done: Callable[[bytes], bool], timeout: float = 60) -> None:
+        nonlocal seen
+        end = time.monotonic() + timeout
+        while not done(seen) and time.monotonic() < end:
+            if select.select([main], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the other end closed
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        assert done(seen), seen[-500:]
+
+    def answered(n: int) -> Callable[[bytes], bool]:
+        return lambda out: len(re.findall(rb"\n(?:neg|pos) [0-9.]+\r?\n> ", out)) == n
+
+    read_until(lambda out: b"Ctrl-D quits" in out and out.endswith(b"> "))
+    os.write(main, b"great fim\x1b[Dl\x1b[C\r")  # typo fixed with the arrows: "great film"
+    read_until(answered(1))
+    os.write(main, b"\x1b[A\r")  # Up: the same text again
+    read_until(answered(2))
+    os.write(main, b"\x04")  # Ctrl-D
+    proc.wait(timeout=60)
+    os.close(main)
+    answers = [line for line in seen.decode(errors="replace").splitlines() if line.startswith(("neg", "pos"))]
+    assert proc.returncode == 0 and "^[" not in seen.decode(errors="replace"), seen
+    assert len(answers) == 2 and answers[0].split()[-2:] == answers[1].split()[-2:], seen
+    assert (tmp_path / "history").read_text().splitlines()[-1] == "great film"
 
 
 def test_bad_inputs_give_one_clear_line(finetuned: Path, tmp_path: Path) -> None:
@@ -348,7 +452,6 @@ def test_environment_faults_are_one_line_naming_what_to_do(finetuned: Path, tmp_
     weights = truncated / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:4096])
     cases = {
-        ("predict", "-m", str(finetuned), "--device", "gpu", "x"): "device 'gpu' is not one of auto, cpu",
         ("predict", "-m", str(truncated), "x"): "model.safetensors",
     }
     if not torch.cuda.is_available():
@@ -396,3 +499,16 @@ def test_a_fine_tuned_model_is_a_hugging_face_model(finetuned: Path) -> None:
         for a in answer:
             assert a["score"] == pytest.approx(mine.probabilities[a["label"]], abs=1e-4)
     assert hf(" ".join(["great"] * 5000))[0]["label"] in {"neg", "pos"}  # cut to model_max_length
+
+
+def test_predict_over_a_file_logs_progress_when_not_on_a_terminal(finetuned: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real process, stderr a pipe (as in CI or a DVC stage log): progress comes as log lines,
+    never as a carriage-return bar."""
+    src = tmp_path / "in.txt"
+    src.write_text("great film.\nawful plot.\nfine.\n", encoding="utf-8")
+    monkeypatch.setenv("BERTCLF_PROGRESS_SECONDS", "0")
+    done = bertclf_process("predict", "-m", str(finetuned), "-i", str(src), "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"INFO bertclf.progress: classifying: 3/3 texts \(100%\), [\d,]+ texts/s", done.stderr)
+    assert "\r" not in done.stderr and "classified 3 texts" in done.stderr

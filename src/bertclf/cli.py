@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -19,10 +21,20 @@ app = typer.Typer(help="BERT-based text classifiers as a reproducible DVC pipeli
                   no_args_is_help=True, add_completion=False)
 
 
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"bertclf {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks of errors")] = False
-         ) -> None:
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks of errors")] = False,
+         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="print the version and exit")] = False) -> None:
     """BERT-based text classifiers as a reproducible DVC pipeline."""
+    from bertclf.cli_support import setup_logging
+
+    setup_logging()  # progress lines when stderr is not a terminal
     if verbose:
         os.environ[DEBUG_ENV] = "1"
 
@@ -84,57 +96,102 @@ def compare(
 MODEL_OPTION = typer.Option("--model", "-m", help="a trained model directory (or an exported one)")
 
 
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Format(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+
+
+class Quantize(StrEnum):
+    int8 = "int8"
+
+
+class ExportFormat(StrEnum):
+    onnx = "onnx"
+
+
 @app.command()
 def predict(
-    texts: Annotated[list[str] | None, typer.Argument(help="texts to classify")] = None,
+    texts: Annotated[list[str] | None, typer.Argument(help="texts to classify; - reads them from standard "
+                                                       "input, one per line")] = None,
     model: Annotated[Path, MODEL_OPTION] = Path("models/classifier"),
     input: Annotated[Path | None, typer.Option("--input", "-i", help="txt (one text per line), csv, tsv, "
-                                                "jsonl or parquet with a text column")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="csv or jsonl: text, label, "
-                                                 "probability per class")] = None,
-    text_column: Annotated[str, typer.Option(help="the text column of --input")] = "text",
-    interactive: Annotated[bool, typer.Option("--interactive", help="a prompt loop; Ctrl-D quits")] = False,
+                                                "jsonl or parquet; - is standard input")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="csv, tsv, jsonl or parquet: the "
+                                                 "input's columns, label, probability per class; - or none "
+                                                 "given with --input: standard output")] = None,
+    format: Annotated[Format | None, typer.Option("--format", "-f", help="output format (default: the "
+                                                  "output's suffix; jsonl on standard output)")] = None,
+    text_column: Annotated[list[str] | None, typer.Option(help="the text column of --input; repeat it to "
+                                                          "join several (title, then body)")] = None,
+    columns: Annotated[str | None, typer.Option(help="a csv/tsv without a header row: its column names, "
+                                                "comma-separated")] = None,
+    interactive: Annotated[bool, typer.Option("--interactive", help="a prompt loop with line editing and "
+                                              "history; Ctrl-D quits")] = False,
     top_k: Annotated[int, typer.Option(help="classes shown per text")] = 3,
-    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32 | bf16")] = "fp32",
+    device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="bf16 is faster on CPUs with AMX or AVX512-BF16 "
+                                                 "and on GPUs")] = Precision.fp32,
     batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
 ) -> None:
-    """Classify new text with a trained model: arguments, a file, or an interactive prompt."""
-    import sys
+    """Classify new text with a trained model: arguments, a file, standard input, or a prompt.
 
-    from bertclf.serving.predict_io import (
-        check_output,
-        format_prediction,
-        output_rows,
-        predict_file,
-        write_predictions,
-    )
+    \b
+    bertclf predict "a text" "another"          label, probability and the runners-up
+    bertclf predict -i new.csv -o scored.csv    every row, its other columns kept
+    cat texts.txt | bertclf predict - > out.jsonl
+    bertclf predict --interactive
+    """
+    from bertclf.serving.predict_io import STDIO, format_prediction, output_format, predict_file, read_lines
     from bertclf.serving.predict_io import interactive as loop
     from bertclf.serving.predictor import load
 
+    if texts == [STDIO]:
+        texts, input = None, Path(STDIO)
     if sum([bool(texts), input is not None, interactive]) != 1:
-        typer.echo("error: give texts, --input FILE or --interactive (one of them)", err=True)
+        typer.echo("error: give texts, - (standard input), --input FILE or --interactive (one of them)",
+                   err=True)
         raise typer.Exit(2)
-    if output is not None:
-        _user_errors(lambda: check_output(output))
-    clf = _user_errors(lambda: load(model, device=device, precision=precision, batch_size=batch_size))
+    fmt = format.value if format else None
+    if output is not None or input is not None:
+        _user_errors(lambda: output_format(output, fmt))
+    if sys.stderr.isatty():
+        typer.echo(f"loading {model}...", err=True)
+    clf = _user_errors(lambda: load(model, device=device.value, precision=precision.value,
+                                    batch_size=batch_size))
     if interactive:
-        show = (lambda: typer.echo("> ", nl=False)) if sys.stdin.isatty() else None
-        loop(clf, sys.stdin, typer.echo, top_k, show)
+        banner = (f"{clf.arch} model, {len(clf.labels)} labels ({', '.join(clf.labels[:8])}"
+                  f"{', ...' if len(clf.labels) > 8 else ''}). Type a text and press Enter; Ctrl-D quits.")
+        loop(clf, read_lines(sys.stdin), typer.echo, top_k, lambda m: typer.echo(m, err=True), banner)
         return
+    names = tuple(c.strip() for c in columns.split(",")) if columns else None
     if input is not None:
-        if output is None:
-            typer.echo("error: --input needs --output (csv or jsonl)", err=True)
-            raise typer.Exit(2)
-        n = _user_errors(lambda: predict_file(clf, input, output, text_column))
-        typer.echo(f"classified {n} texts from {input} into {output}", err=True)
+        n = _user_errors(lambda: predict_file(clf, input, output, text_column or None, fmt, names))
+        if output is not None and str(output) != STDIO:
+            typer.echo(f"classified {n} texts from {input} into {output}", err=True)
+        return
+    if output is not None:
+        from bertclf.serving.predict_io import output_rows, write_predictions
+
+        probs = _user_errors(lambda: clf.predict_proba(texts or []))
+        rows = output_rows(texts or [], probs, clf.labels)
+        n = _user_errors(lambda: write_predictions(output, rows, clf.labels, fmt))
+        if str(output) != STDIO:
+            typer.echo(f"wrote {n} predictions to {output}", err=True)
         return
     probs = _user_errors(lambda: clf.predict_proba(texts or []))
-    if output is not None:
-        rows = output_rows(texts or [], probs, clf.labels)
-        n = _user_errors(lambda: write_predictions(output, rows, clf.labels))
-        typer.echo(f"wrote {n} predictions to {output}", err=True)
-        return
     for text, row in zip(texts or [], probs, strict=True):
         typer.echo(format_prediction(text, row, clf.labels, top_k))
 
@@ -146,8 +203,9 @@ def bench(
         "data/split/test.parquet"),
     batch_sizes: Annotated[str, typer.Option(help="comma-separated")] = "1,8,32,128",
     limit: Annotated[int, typer.Option(help="texts used (the first N)")] = 1000,
-    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32 | bf16")] = "fp32",
+    device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="bf16 is faster on CPUs with AMX or AVX512-BF16 "
+                                                 "and on GPUs")] = Precision.fp32,
     threads: Annotated[int, typer.Option(help="torch threads; 0 = default")] = 0,
     out: Annotated[Path, typer.Option(help="writes OUT.json and OUT.md")] = Path("reports/bench"),
 ) -> None:
@@ -157,7 +215,7 @@ def bench(
 
     sizes = _user_errors(lambda: _int_list(batch_sizes, "--batch-sizes"))
     texts = _user_errors(lambda: read_bench_texts(data, limit))
-    clf = _user_errors(lambda: load(model, device=device, precision=precision, threads=threads))
+    clf = _user_errors(lambda: load(model, device=device.value, precision=precision.value, threads=threads))
     report = _user_errors(lambda: run_bench(clf, texts, sizes))
     report["data"] = str(data)
     json_path, md_path = write_bench(report, out)
@@ -168,8 +226,9 @@ def bench(
 @app.command()
 def export(
     model: Annotated[Path, MODEL_OPTION] = Path("models/classifier"),
-    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
-    quantize: Annotated[str | None, typer.Option(help="int8: dynamic quantization of the weights")] = None,
+    format: Annotated[ExportFormat, typer.Option("--format", help="the exported model's format")] = (
+        ExportFormat.onnx),
+    quantize: Annotated[Quantize | None, typer.Option(help="dynamic quantization of the weights")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default: MODEL-onnx[-int8]")] = None,
     data: Annotated[Path, typer.Option(help="split parquet for the parity check")] = Path(
         "data/split/test.parquet"),
@@ -178,11 +237,11 @@ def export(
     """Export to ONNX (dynamic batch and length), optionally int8; check parity with PyTorch."""
     from bertclf.serving.export import check_parity, describe, export_onnx
 
-    if format != "onnx":
-        typer.echo(f"error: --format {format!r} is not supported; use onnx", err=True)
-        raise typer.Exit(2)
-    target = output or model.with_name(model.name + "-onnx" + (f"-{quantize}" if quantize else ""))
-    _user_errors(lambda: export_onnx(model, target, quantize))
+    q = quantize.value if quantize else None
+    target = output or model.with_name(model.name + "-onnx" + (f"-{q}" if q else ""))
+    if sys.stderr.isatty():
+        typer.echo(f"exporting {model} to ONNX{' and quantizing it to ' + q if q else ''}...", err=True)
+    _user_errors(lambda: export_onnx(model, target, q))
     typer.echo(f"exported {model} to {target}")
     report = _user_errors(lambda: check_parity(model, target, data, limit))
     typer.echo(describe(report))

@@ -19,6 +19,7 @@ import torch
 from bertclf.data.encoder_source import SOURCE_FILE
 from bertclf.data.stores import length_batches, pad_ids
 from bertclf.errors import BertclfError, explain
+from bertclf.progress import track
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -102,13 +103,17 @@ def batch_encoder(model: torch.nn.Module, layers: str, pad_id: int,
 
 
 def encode_documents(encode: Callable[[list[np.ndarray]], torch.Tensor], flat_ids: np.ndarray,
-                     offsets: np.ndarray, max_batch_tokens: int, out: np.ndarray) -> int:
+                     offsets: np.ndarray, max_batch_tokens: int, out: np.ndarray, desc: str | None = None
+                     ) -> int:
     """Write the float16 vectors of every document (ids ``flat_ids[offsets[i]:offsets[i + 1]]``)
     into rows ``offsets[i]:offsets[i + 1]`` of `out`, batched by length; returns the padded
-    tokens computed."""
+    tokens computed. `desc` names the work in progress reports."""
     lengths = np.diff(offsets)
     padded = 0
-    for batch in length_batches(lengths, max_batch_tokens):
+    batches = length_batches(lengths, max_batch_tokens)
+    if desc:
+        batches = track(batches, len(lengths), desc, "docs", size=len)
+    for batch in batches:
         vectors = encode([flat_ids[offsets[i]:offsets[i + 1]] for i in batch]).to(torch.float16).numpy()
         padded += vectors.shape[0] * vectors.shape[1]
         for row, i in enumerate(batch):

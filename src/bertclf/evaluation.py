@@ -47,7 +47,7 @@ def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, p
         store = inputs.open(arch.reads, split)
         t0 = time.perf_counter()
         logits = predict_logits(model, store, lambda st, idx: arch.batch(st, idx, model_cfg), batch_size,
-                                torch_device)
+                                torch_device, desc=f"evaluate {split}")
         seconds = time.perf_counter() - t0
         pred = logits.argmax(1)
         tables[split] = prediction_table(store, logits, labels)

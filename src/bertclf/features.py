@@ -44,7 +44,7 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), dim))
     reserve(path)
     padded = encode_documents(batch_encoder(model, cfg.layers, pad_id), flat_ids, offsets,
-                              cfg.max_batch_tokens, store)
+                              cfg.max_batch_tokens, store, desc=f"featurize {name}")
     store.flush()
     del store
     seconds = time.perf_counter() - t0

@@ -25,9 +25,9 @@ def csv_cell(value: Any) -> Any:
 class SafeCsvWriter:
     """`csv.DictWriter` whose header and text cells go through `csv_cell`."""
 
-    def __init__(self, f: Any, fields: Sequence[str]):
+    def __init__(self, f: Any, fields: Sequence[str], delimiter: str = ","):
         self.fields = list(fields)
-        self.writer = csv.writer(f)
+        self.writer = csv.writer(f, delimiter=delimiter)
 
     def writeheader(self) -> None:
         self.writer.writerow([csv_cell(name) for name in self.fields])

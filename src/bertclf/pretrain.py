@@ -23,6 +23,7 @@ from bertclf.data.stores import TokenStore
 from bertclf.data.tokenization import load_tokenizer
 from bertclf.encoder import copy_tokenizer_files, from_local
 from bertclf.errors import ConfigError
+from bertclf.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def pretrain(tokens: Path, encoder: Path, out: Path, cfg: PretrainConfig) -> dic
     model.train()
     t0 = time.perf_counter()
     seen_tokens = 0
-    for step in range(1, cfg.steps + 1):
+    for step in track(range(1, cfg.steps + 1), cfg.steps, "pretrain", "steps"):
         idx = rng.choice(pool, size=min(cfg.batch_size, len(pool)), replace=False)
         batch = collator([{"input_ids": d} for d in _chunks(store, idx, cfg.max_length)])
         loss = model(**batch).loss

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from bertclf.atomic import atomic_path
 from bertclf.errors import ArtifactNotFound, ConfigError
+from bertclf.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +244,12 @@ def _from_https(url: str, sha: str | None) -> Path:
         try:
             with urllib.request.urlopen(url, timeout=min(60.0, _left(deadline, url))) as resp, \
                     atomic_path(target) as tmp:
-                with tmp.open("wb") as f:
+                size = int(resp.headers.get("Content-Length") or 0) or None
+                with tmp.open("wb") as f, progress(size, f"download {target.name}", "B") as bar:
                     while block := resp.read(1 << 20):
                         _left(deadline, f"downloading {url}")
                         f.write(block)
+                        bar.update(len(block))
                 _check_digest(tmp, (sha,), url)
         except OSError as exc:
             raise _Miss(f"download failed: {exc}") from exc

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import TokenizeConfig
 from bertclf.errors import ConfigError
+from bertclf.progress import track
 
 BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # A sentence ends after . ! ? (and closing quotes/brackets) followed by whitespace, or at a
@@ -163,7 +164,8 @@ def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str,
     t0 = time.perf_counter()
     docs = tokens = truncated = 0
     with atomic_path(dst) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
-        for batch in _batches(table, doc_tok.cfg.batch_size):
+        for batch in track(_batches(table, doc_tok.cfg.batch_size), table.num_rows, f"tokenize {src.stem}",
+                           "docs", size=len):
             enc = doc_tok.encode(batch.column("text").to_pylist())
             writer.write_table(pa.table({
                 "id": batch.column("id"),

@@ -19,6 +19,7 @@ import torch
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.errors import BertclfError
+from bertclf.progress import progress
 from bertclf.serving.predictor import TextClassifier
 
 
@@ -33,12 +34,14 @@ def read_bench_texts(path: Path, limit: int | None) -> list[str]:
     return texts
 
 
-def _timed_calls(fn: Any, chunks: list[Any]) -> np.ndarray:
+def _timed_calls(fn: Any, chunks: list[Any], desc: str) -> np.ndarray:
     seconds = []
-    for chunk in chunks:
-        t0 = time.perf_counter()
-        fn(chunk)
-        seconds.append(time.perf_counter() - t0)
+    with progress(len(chunks), desc, "calls") as bar:
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            fn(chunk)
+            seconds.append(time.perf_counter() - t0)
+            bar.update()  # outside the timed call
     return np.asarray(seconds)
 
 
@@ -46,9 +49,10 @@ def bench_batch_size(clf: TextClassifier, texts: list[str], batch: int) -> dict[
     chunks = [texts[i:i + batch] for i in range(0, len(texts), batch)]
     clf.batch_size = max(batch, 1)
     clf.logits(chunks[0])  # warm-up: allocator, kernels, onnxruntime's first run
-    with_tok = _timed_calls(clf.logits, chunks)
+    with_tok = _timed_calls(clf.logits, chunks, f"bench batch {batch}")
     encoded = [clf.encode(c) for c in chunks]
-    model_only = _timed_calls(lambda enc: clf.logits_of(clf.store(enc)), encoded)
+    model_only = _timed_calls(lambda enc: clf.logits_of(clf.store(enc)), encoded,
+                              f"bench batch {batch}, model only")
     real = sum(sum(e["length"]) for e in encoded)
     padded = sum(len(e["length"]) * max(e["length"]) for e in encoded)
     return {

@@ -31,6 +31,7 @@ from bertclf.encoder import copy_tokenizer_files, encoder_vectors, load_encoder
 from bertclf.errors import BertclfError
 from bertclf.model_dir import CONFIG, ENCODER, WEIGHTS, load_classifier, read_config
 from bertclf.models import ARCHS, get
+from bertclf.progress import track
 from bertclf.serving.predictor import ENCODER_ONNX_FILE, ONNX_FILE, TextClassifier, import_onnxruntime
 
 QUANTIZE = ("int8",)
@@ -120,13 +121,20 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None) -> Path
     return out
 
 
+def _logits(clf: TextClassifier, texts: list[str], desc: str, chunk: int = 256) -> np.ndarray:
+    parts = [clf.logits(texts[i:i + chunk])
+             for i in track(range(0, len(texts), chunk), len(texts), desc, "texts",
+                            size=lambda i: len(texts[i:i + chunk]))]
+    return np.concatenate(parts) if parts else np.zeros((0, len(clf.labels)), dtype=np.float32)
+
+
 def parity(reference: TextClassifier, exported: TextClassifier, texts: list[str],
            labels: np.ndarray | None) -> dict[str, Any]:
     """Max abs logit difference, prediction agreement and accuracy of both on the same texts."""
     t0 = time.perf_counter()
-    ref = reference.logits(texts)
+    ref = _logits(reference, texts, "parity: PyTorch")
     t1 = time.perf_counter()
-    got = exported.logits(texts)
+    got = _logits(exported, texts, "parity: exported")
     t2 = time.perf_counter()
     report: dict[str, Any] = {
         "texts": len(texts),

@@ -1,68 +1,132 @@
-"""`bertclf predict`'s inputs and outputs: texts from the command line or a file, predictions to
-the terminal or a csv/jsonl file, and the interactive prompt loop."""
+"""`bertclf predict`'s inputs and outputs: texts from the command line, a file or standard input;
+predictions to the terminal, standard output or a csv/tsv/jsonl/parquet file (with the input's
+other columns kept); and the interactive prompt loop."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 
 from bertclf.atomic import atomic_path
-from bertclf.data.readers import base_suffix, read_texts
+from bertclf.data.readers import TextColumns, base_suffix, read_texts
 from bertclf.errors import DataError
 from bertclf.plotting import SafeCsvWriter
+from bertclf.progress import progress
 from bertclf.serving.predictor import TextClassifier
 
-OUTPUT_SUFFIXES = (".csv", ".jsonl")
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
+STREAM_FORMATS = ("jsonl", "csv", "tsv")  # what can go to stdout (parquet needs a file)
+STDIO = "-"  # as a path: standard input or output
 CHUNK = 4096  # texts per model call when classifying a file: memory stays flat on big inputs
+PREDICTED = ("text", "label", "probability")
 
 
-def output_rows(texts: Sequence[str], probs: np.ndarray, labels: list[str]) -> Iterable[dict[str, Any]]:
-    """One row per text: text, label, probability, then the probability of every class."""
-    for text, row in zip(texts, probs, strict=True):
+def output_rows(texts: Sequence[str], probs: np.ndarray, labels: list[str],
+                others: Sequence[dict[str, Any]] | None = None) -> Iterable[dict[str, Any]]:
+    """One row per text: the input's other columns (an id...), then text, label, probability and
+    the probability of every class. An input column named like one of these is kept as
+    ``input_<name>``."""
+    for i, (text, row) in enumerate(zip(texts, probs, strict=True)):
         best = int(row.argmax())
-        yield {"text": text, "label": labels[best], "probability": round(float(row[best]), 6),
-               **{f"p_{name}": round(float(p), 6) for name, p in zip(labels, row, strict=True)}}
+        predicted = {"text": text, "label": labels[best], "probability": round(float(row[best]), 6),
+                     **{f"p_{name}": round(float(p), 6) for name, p in zip(labels, row, strict=True)}}
+        kept = {(f"input_{k}" if k in predicted else str(k)): v
+                for k, v in (others[i] if others else {}).items()}
+        yield {**kept, **predicted}
+
+
+def output_format(path: Path | None, fmt: str | None) -> str:
+    """jsonl, csv, tsv or parquet: `--format` when given, else the output file's suffix (stdout:
+    jsonl)."""
+    if fmt is not None:
+        if path is not None and str(path) != STDIO and base_suffix(path) != f".{fmt}":
+            raise DataError(f"--format {fmt} does not match the file's suffix {path.suffix!r}", path)
+        if fmt == "parquet" and (path is None or str(path) == STDIO):
+            raise DataError("parquet cannot go to standard output: give --output FILE.parquet", STDIO)
+        return fmt
+    if path is None or str(path) == STDIO:
+        return "jsonl"
+    check_output(path)
+    return base_suffix(path)[1:]
 
 
 def check_output(path: Path) -> None:
-    if base_suffix(path) not in OUTPUT_SUFFIXES:
-        raise DataError(f"unsupported output type {path.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}",
-                        path)
+    if str(path) != STDIO and base_suffix(path) not in OUTPUT_SUFFIXES:
+        raise DataError(f"unsupported output type {path.suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)} "
+                        "(or - for standard output)", path)
 
 
-def write_predictions(dst: Path, rows: Iterable[dict[str, Any]], labels: list[str]) -> int:
-    """Write prediction rows to `dst` (csv or jsonl) atomically: no half-written file on error."""
-    check_output(dst)
-    fields = ["text", "label", "probability", *(f"p_{name}" for name in labels)]
+def write_predictions(dst: Path | None, rows: Iterable[dict[str, Any]], labels: list[str],
+                      fmt: str | None = None, stdout: IO[str] | None = None) -> int:
+    """Write prediction rows to `dst` (csv, tsv, jsonl or parquet) atomically, so that no
+    half-written file is left on error; `dst` None or ``-``: to `stdout`, as they come."""
+    fmt = output_format(dst, fmt)
+    if dst is None or str(dst) == STDIO:
+        return _write_rows(stdout or sys.stdout, rows, labels, fmt)
+    with atomic_path(dst) as tmp:
+        if fmt == "parquet":
+            table = pd.DataFrame(list(rows))
+            table.to_parquet(tmp, index=False)
+            return len(table)
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            return _write_rows(f, rows, labels, fmt)
+
+
+def _write_rows(f: IO[str], rows: Iterable[dict[str, Any]], labels: list[str], fmt: str) -> int:
+    writer = None
     n = 0
-    with atomic_path(dst) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
-        writer = SafeCsvWriter(f, fields) if base_suffix(dst) == ".csv" else None
-        if writer:
+    for row in rows:
+        if fmt != "jsonl" and writer is None:
+            writer = SafeCsvWriter(f, list(row), delimiter="\t" if fmt == "tsv" else ",")
             writer.writeheader()
-        for row in rows:
-            if writer:
-                writer.writerow(row)
-            else:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
+        if writer is not None:
+            writer.writerow(row)
+        else:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        n += 1
+    if writer is None and fmt != "jsonl":  # no rows: still a header
+        SafeCsvWriter(f, [*PREDICTED, *(f"p_{name}" for name in labels)],
+                      delimiter="\t" if fmt == "tsv" else ",").writeheader()
+    f.flush()
     return n
 
 
-def predict_file(clf: TextClassifier, src: Path, dst: Path, text_column: str | None = None) -> int:
-    """Classify every text of `src` into `dst` (csv or jsonl); returns the count."""
-    check_output(dst)
-    texts = read_texts(src, text_column)["text"].tolist()
+def read_input(src: Path, text_column: TextColumns | None = None, columns: Sequence[str] | None = None,
+               stdin: IO[str] | None = None) -> tuple[list[str], list[dict[str, Any]] | None]:
+    """The texts of `src` (``-``: standard input, one text per line) and the other columns of each
+    row, when the input is a table."""
+    if str(src) == STDIO:
+        return [line.rstrip("\r\n") for line in (stdin or sys.stdin) if line.strip()], None
+    df = read_texts(src, text_column, columns, keep=True)
+    others = df.attrs.get("others")
+    return df["text"].tolist(), (others.to_dict("records") if others is not None and len(others.columns)
+                                 else None)
+
+
+def predict_file(clf: TextClassifier, src: Path, dst: Path | None, text_column: TextColumns | None = None,
+                 fmt: str | None = None, columns: Sequence[str] | None = None,
+                 stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """Classify every text of `src` (a file, or ``-`` for stdin) into `dst` (a file, or stdout
+    when None or ``-``), keeping the input's other columns; returns the count."""
+    output_format(dst, fmt)  # refuse a bad output before reading anything
+    texts, others = read_input(src, text_column, columns, stdin)
 
     def rows() -> Iterable[dict[str, Any]]:
-        for start in range(0, len(texts), CHUNK):
-            chunk = texts[start:start + CHUNK]
-            yield from output_rows(chunk, clf.predict_proba(chunk), clf.labels)
+        with progress(total=len(texts), desc="classifying", unit="texts") as bar:
+            for start in range(0, len(texts), CHUNK):
+                chunk = texts[start:start + CHUNK]
+                yield from output_rows(chunk, clf.predict_proba(chunk), clf.labels,
+                                       others[start:start + CHUNK] if others else None)
+                bar.update(len(chunk))
 
-    return write_predictions(dst, rows(), clf.labels)
+    return write_predictions(dst, rows(), clf.labels, fmt, stdout)
 
 
 def format_prediction(text: str, probs: np.ndarray, labels: list[str], top_k: int) -> str:
@@ -74,18 +138,54 @@ def format_prediction(text: str, probs: np.ndarray, labels: list[str], top_k: in
     return "\n".join([head, *rest])
 
 
-def interactive(clf: TextClassifier, stdin: IO[str], echo: Callable[[str], None], top_k: int = 3,
-                prompt: Callable[[], None] | None = None) -> int:
-    """A prompt loop: each line typed (a paragraph) gets its label and top-k probabilities;
-    end of input (Ctrl-D) quits. Returns the number of paragraphs classified."""
+HISTORY_ENV = "BERTCLF_HISTORY"  # where --interactive keeps its history (default under ~/.local/state)
+
+
+def history_file() -> Path:
+    import os
+
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return Path(os.environ.get(HISTORY_ENV) or state / "bertclf" / "history")
+
+
+def read_lines(stdin: IO[str], prompt: str = "> ") -> Iterator[str]:
+    """Lines typed at a terminal, with readline's line editing (arrow keys, Ctrl-A/E...) and a
+    history kept across sessions (Up recalls earlier texts); from a pipe or file, its lines."""
+    if not stdin.isatty():
+        yield from stdin
+        return
+    # importing readline gives input() line editing and history
+    import readline
+
+    history = history_file()
+    with contextlib.suppress(OSError):  # no history yet
+        readline.read_history_file(history)
+    readline.set_history_length(1000)
+    try:
+        while True:
+            try:
+                yield input(prompt)
+            except EOFError:
+                print(file=sys.stderr)  # the prompt's line, ended
+                return
+    finally:
+        try:
+            history.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history)
+        except OSError:
+            pass  # a read-only home: history is a convenience, not worth an error
+
+
+def interactive(clf: TextClassifier, lines: Iterable[str], echo: Callable[[str], None], top_k: int = 3,
+                say: Callable[[str], None] | None = None, banner: str | None = None) -> int:
+    """A prompt loop: each line (a paragraph) gets its label and top-k probabilities on `echo`;
+    the banner goes to `say` (standard error), end of input (Ctrl-D) quits. Returns the number of
+    paragraphs classified."""
     done = 0
-    echo(f"{clf.arch} model, {len(clf.labels)} labels. Type a paragraph and press Enter; Ctrl-D quits.")
-    while True:
-        if prompt:
-            prompt()
-        line = stdin.readline()
-        if not line:
-            break
+    if say is not None:
+        say(banner or f"{clf.arch} model, {len(clf.labels)} labels. Type a text and press Enter; "
+            "Ctrl-D quits.")
+    for line in lines:
         text = line.strip()
         if not text:
             continue

@@ -31,6 +31,7 @@ from bertclf.live import StageLive
 from bertclf.model_dir import save_model_dir
 from bertclf.models import get, model_config
 from bertclf.plotting import plot_loss
+from bertclf.progress import track
 from bertclf.training import checkpoints
 from bertclf.training.distributed import Dist, init_distributed
 from bertclf.training.optim import class_weights, make_optimizer, make_scheduler
@@ -74,7 +75,8 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
         t0 = time.perf_counter()
         total_loss, seen = 0.0, 0
         batches = run.epoch_batches(epoch)
-        for i, idx in enumerate(batches):
+        for i, idx in enumerate(track(batches, len(batches), f"epoch {epoch}/{cfg.epochs}", "batches",
+                                      enabled=ddp.is_main)):
             # this rank's share of the global batch; the loss is normalized by the whole batch (its
             # size, or its summed class weights) so that summing over ranks gives the batch mean
             mine = idx[ddp.rank::ddp.world]
@@ -163,7 +165,8 @@ class Run:
         """Validation loss and accuracy, each rank scoring its share."""
         shard = np.arange(len(self.val_set))[self.ddp.rank::self.ddp.world]
         logits = predict_logits(self.model, self.val_set, self.make, self.eval_batch_size, self.device,
-                                self.model_cfg.num_labels, shard)
+                                self.model_cfg.num_labels, shard,
+                                desc="validate" if self.ddp.is_main else None)
         logits = self.ddp.all_sum(torch.from_numpy(logits)).numpy()
         labels = torch.from_numpy(self.val_set.labels)
         loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), labels))
