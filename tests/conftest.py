@@ -119,17 +119,25 @@ class NetworkBlocked(RuntimeError):
     """Raised when a test tries to open an internet connection."""
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every test: no internet sockets, an empty private download cache, no inherited mirror."""
+    """Every test: no internet sockets (this machine's loopback only), an empty private download
+    cache, no inherited mirror."""
     real_connect = socket.socket.connect
 
+    real_getaddrinfo = socket.getaddrinfo
+
     def guarded_connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
             raise NetworkBlocked(f"test tried to connect to {address!r}")
         return real_connect(self, address)
 
     def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in LOOPBACK:  # a server under test on this machine (bertclf serve)
+            return real_getaddrinfo(host, *args, **kwargs)
         raise NetworkBlocked(f"test tried to resolve {host!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)

@@ -197,6 +197,47 @@ def predict(
 
 
 @app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="a trained model directory (or an exported one)")] = Path(
+        "models/classifier"),
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_texts: Annotated[int, typer.Option(help="texts per request, at most")] = 256,
+    max_body_kb: Annotated[int, typer.Option(help="request body size, at most (KiB)")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="texts per forward pass, from concurrent requests")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits for more requests")] = 5.0,
+    device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="bf16 is faster on CPUs with AMX or AVX512-BF16 "
+                                                 "and on GPUs")] = Precision.fp32,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+) -> None:
+    """Serve a model over HTTP: POST /predict {"texts": [...]}, GET /health (Ctrl-C stops, gracefully).
+
+    \b
+    curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"texts": ["a text"]}'
+    """
+    from bertclf.serving.predictor import load
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from bertclf.serving.server import Limits, serve
+    except ImportError:
+        typer.echo("error: bertclf serve needs fastapi and uvicorn: pip install 'bertclf[serve]'", err=True)
+        raise typer.Exit(1) from None
+    if min(max_texts, max_body_kb, batch_size) < 1 or max_wait_ms < 0:
+        typer.echo("error: --max-texts, --max-body-kb and --batch-size must be positive, --max-wait-ms "
+                   "not negative", err=True)
+        raise typer.Exit(2)
+    clf = _user_errors(lambda: load(model, device=device.value, precision=precision.value,
+                                    batch_size=batch_size))
+    limits = Limits(max_texts=max_texts, max_body_bytes=max_body_kb << 10, max_batch=batch_size,
+                    max_wait_ms=max_wait_ms)
+    _user_errors(lambda: serve(clf, host, port, limits, access_log))
+
+
+@app.command()
 def bench(
     model: Annotated[Path, MODEL_OPTION] = Path("models/classifier"),
     data: Annotated[Path, typer.Option(help="a parquet of real texts (text column)")] = Path(
