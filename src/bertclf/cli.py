@@ -53,6 +53,22 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="your labelled csv, tsv, jsonl or parquet file")],
+    text_column: Annotated[list[str] | None, typer.Option(help="the text column (repeat it to join several); "
+                                                          "default: guessed")] = None,
+    label_column: Annotated[str | None, typer.Option(help="the label column; default: guessed")] = None,
+    test: Annotated[Path | None, typer.Option(help="a separate test file with the same columns")] = None,
+    dvc: Annotated[bool, typer.Option(help="register the file with DVC (dvc add)")] = True,
+) -> None:
+    """Train on your own file: guess its columns, show the label counts, put it under inputs/data/
+    tracked by DVC, and set params.yaml's data section. Then: dvc repro."""
+    from bertclf.data.own_file import init_file
+
+    _user_errors(lambda: init_file(file, text_column or None, label_column, test, dvc=dvc, echo=typer.echo))
+
+
 study_app = typer.Typer(help="Tuning studies through DVC experiments.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 

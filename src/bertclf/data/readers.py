@@ -161,7 +161,7 @@ NO_HEADER_HINT = ("the first line looks like data, not column names: if the file
                   "name its columns with data.columns (e.g. data.columns: [{}])")
 
 
-def _looks_like_data(header: Sequence[str]) -> bool:
+def looks_like_data(header: Sequence[str]) -> bool:
     """A first row of values rather than names: a number, a long text, or a repeated cell."""
     def numeric(cell: str) -> bool:
         try:
@@ -201,7 +201,7 @@ def read_delimited(path: str | Path, text_column: TextColumns, label_column: str
                     raise DataError(f"no column {column!r} in data.columns ({', '.join(header)})", path)
                 shown = ", ".join(header) if len(", ".join(header)) < 200 else ", ".join(header)[:197] + "..."
                 why = (NO_HEADER_HINT.format(", ".join(f"c{i + 1}" for i in range(len(header))))
-                       if _looks_like_data(header) else hint)
+                       if looks_like_data(header) else hint)
                 raise DataError(f"no column {column!r} in the header (columns: {shown}); {why}", path, 1)
         tis = [header.index(c) for c in wanted]
         li = header.index(label_column) if label_column else None

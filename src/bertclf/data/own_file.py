@@ -1,0 +1,173 @@
+"""`bertclf init FILE`: your own labelled file as the pipeline's data in one step.
+
+Guesses what a newcomer would otherwise read the docs for: whether a csv/tsv has a header row,
+which column is the label (few distinct short values, or a name such as ``label``/``class``),
+which columns are text (long, mostly distinct values; several are joined, as AG News's title and
+description), then reads the whole file with those settings (so a bad line is refused with its
+number), shows the label counts, puts the file under ``inputs/data/`` registered with DVC
+(``dvc add``: an edit to it re-runs the pipeline from `download`), and sets the ``data`` params.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bertclf.config import PARAMS_FILE, DataConfig
+from bertclf.data.readers import TABLE_SUFFIXES, base_suffix, looks_like_data, read_table
+from bertclf.data.tracked import is_under
+from bertclf.errors import DataError
+
+INPUTS = Path("inputs/data")
+LABEL_NAMES = ("label", "labels", "class", "category", "categories", "target", "sentiment", "stars",
+               "rating", "y", "topic", "intent")
+TEXT_NAMES = ("text", "review", "body", "content", "sentence", "document", "comment", "message",
+              "description", "tweet", "title", "headline", "question", "abstract")
+SAMPLE_ROWS = 5000  # enough to guess the columns; the whole file is read afterwards
+
+
+@dataclass(frozen=True)
+class Guess:
+    text_columns: tuple[str, ...]
+    label_column: str
+    columns: tuple[str, ...] | None  # set when the file has no header row
+
+    def data_config(self, path: str, test_path: str | None) -> DataConfig:
+        text = self.text_columns[0] if len(self.text_columns) == 1 else self.text_columns
+        return DataConfig(name="file", path=path, test_path=test_path, text_column=text,
+                          label_column=self.label_column, columns=self.columns)
+
+
+def _sample(path: Path) -> tuple[pd.DataFrame, tuple[str, ...] | None]:
+    """The first rows of `path` as strings, and the column names given to a headerless file."""
+    suffix = base_suffix(path)
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"unsupported file type {suffix!r}; bertclf init reads {', '.join(TABLE_SUFFIXES)}",
+                        path)
+    if suffix == ".parquet":
+        return pd.read_parquet(path).head(SAMPLE_ROWS).astype(str), None
+    if suffix in (".jsonl", ".json"):
+        try:
+            frame = pd.read_json(path, lines=True, nrows=SAMPLE_ROWS, dtype=False)
+        except ValueError as exc:
+            raise DataError(f"not JSON Lines ({exc})", path) from None
+        return frame.astype(str), None
+    sep = "\t" if suffix == ".tsv" else ","
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    try:
+        first = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False,
+                            quoting=quoting, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot read it as {suffix[1:]} ({first_line})", path) from None
+    header = [str(v) for v in first.iloc[0]] if len(first) else []
+    headerless = looks_like_data(header)
+    names = tuple(f"c{i + 1}" for i in range(len(header))) if headerless else None
+    frame = pd.read_csv(path, sep=sep, header=None if headerless else 0, names=names, nrows=SAMPLE_ROWS,
+                        dtype=str, keep_default_na=False, quoting=quoting, encoding="utf-8-sig")
+    return frame, names
+
+
+def guess_columns(frame: pd.DataFrame, text: Sequence[str] | None = None, label: str | None = None,
+                  columns: tuple[str, ...] | None = None, path: Path | str = "") -> Guess:
+    """The text and label columns of a sample of the file (`text` / `label` given win)."""
+    stats = {c: (frame[c].nunique(), frame[c].str.len().mean()) for c in frame.columns}
+    rows = max(len(frame), 1)
+    if label is None:
+        # a label's values repeat: at most half as many distinct values as rows, and short
+        few = [c for c, (n, length) in stats.items() if 2 <= n <= min(100, rows // 2) and length < 40]
+        named = [c for c in frame.columns if str(c).strip().lower() in LABEL_NAMES]
+        if not (named or few):
+            raise DataError(f"no column looks like a label (a few distinct short values) among "
+                            f"{', '.join(map(str, frame.columns))}: name it with --label-column", path)
+        label = str((named or sorted(few, key=lambda c: stats[c][0]))[0])
+    if not text:
+        others = [c for c in frame.columns if c != label]
+        named = [str(c) for c in others if str(c).strip().lower() in TEXT_NAMES[:9]]  # text, review, body...
+        texty = [str(c) for c in others if stats[c][1] >= 15 and stats[c][0] >= 0.5 * rows]
+        text = named[:1] or texty
+        if not text:
+            raise DataError(f"no column looks like text (long, mostly distinct values) besides {label!r}: "
+                            "name it with --text-column", path)
+    return Guess(tuple(text), label, columns)
+
+
+def init_file(path: Path, text: Sequence[str] | None = None, label: str | None = None,
+              test: Path | None = None, params: Path = Path(PARAMS_FILE), dvc: bool = True,
+              echo: Any = print) -> Guess:
+    """Set the project up to train on `path`: see the module docstring."""
+    if not path.is_file():
+        raise DataError("no such file", path)
+    if not params.is_file():
+        raise DataError("no params.yaml here: run bertclf init from the project's root", params)
+    frame, columns = _sample(path)
+    guess = guess_columns(frame, text, label, columns, path)
+    train = read_table(path, list(guess.text_columns), guess.label_column, guess.columns)  # the whole file
+    counts = train["label"].astype(str).value_counts()
+    if len(counts) < 2:
+        raise DataError(f"every row has the label {counts.index[0]!r} in column {guess.label_column!r}: a "
+                        "classifier needs at least two classes", path)
+    if test is not None:
+        read_table(test, list(guess.text_columns), guess.label_column, guess.columns)
+    shown = " + ".join(guess.text_columns)
+    echo(f"{path}: {len(train):,} rows{' without a header row' if guess.columns else ''}; text: {shown}; "
+         f"label: {guess.label_column} ({len(counts)} classes)")
+    width = max(len(str(c)) for c in counts.index[:30])
+    for name, n in counts.head(30).items():
+        echo(f"  {name!s:{width}}  {n:>8,}  {100 * n / len(train):5.1f} %")
+    if len(counts) > 30:
+        echo(f"  ... and {len(counts) - 30} more classes")
+    targets = [_place(p, dvc, echo) for p in (path, test) if p is not None]
+    data = guess.data_config(targets[0], targets[1] if test is not None else None)
+    _set_params(params, data)
+    echo(f"set data.* in {params}; now run: dvc repro (or dvc exp run to keep this as an experiment)")
+    return guess
+
+
+def _place(path: Path, dvc: bool, echo: Any) -> str:
+    """`path` under inputs/data/ (copied there unless it is there already), tracked by DVC."""
+    target = Path(os.path.relpath(os.path.abspath(path))) if is_under(path, INPUTS) else INPUTS / path.name
+    if target.resolve() != path.resolve():
+        if target.exists():
+            raise DataError(f"{target} exists already: remove it or rename your file", path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        echo(f"copied {path} to {target}")
+    if dvc:
+        done = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", str(target)], capture_output=True,
+                              text=True)
+        if done.returncode:
+            why = (done.stderr.strip().splitlines() or ["dvc add failed"])[-1]
+            raise DataError(f"dvc add {target} failed ({why}); is this a DVC project (dvc init)?", target)
+        echo(f"tracked by DVC: {target}.dvc (git add {target}.dvc {target.parent}/.gitignore)")
+    return target.as_posix()
+
+
+def _set_params(params: Path, data: DataConfig) -> None:
+    """Write the data section into params.yaml (checked first), keeping its comments and the
+    other sections."""
+    from ruamel.yaml import YAML
+
+    from bertclf.atomic import atomic_path
+    from bertclf.config import load_config
+
+    text = data.text_column
+    values = {"name": data.name, "path": data.path, "test_path": data.test_path,
+              "text_column": list(text) if isinstance(text, tuple) else text,
+              "label_column": data.label_column, "columns": list(data.columns) if data.columns else None}
+    load_config(params).replace({f"data.{k}": v for k, v in values.items()})  # refuses what would not load
+    yaml = YAML()  # round trip: comments and order stay
+    doc = yaml.load(params.read_text(encoding="utf-8"))
+    for key, value in values.items():
+        doc["data"][key] = value
+    with atomic_path(params) as tmp, tmp.open("w", encoding="utf-8") as f:
+        yaml.dump(doc, f)
