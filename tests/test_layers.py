@@ -14,16 +14,16 @@ from bertclf.models import ARCHS
 # import any lower layer, and its own group, never sideways or upward.
 LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("0 foundation", "foundation", ("__init__.py", "errors.py", "atomic.py", "config.py", "codedeps.py",
-                                    "runlog.py", "live.py", "plotting.py", "cli_support.py")),
+                                    "runlog.py", "live.py", "plotting.py", "cli_support.py", "progress.py")),
     ("1 data", "data", ("data/",)),
-    ("2 models", "models", ("encoder.py", "models/", "inference.py", "model_dir.py")),
+    ("2 models", "models", ("encoder.py", "models/", "inference.py", "model_dir.py", "model_card.py")),
     ("3 tasks", "training", ("training/",)),
     ("3 tasks", "evaluation", ("evaluation.py", "baseline.py")),
     ("3 tasks", "featurize", ("features.py",)),
     ("3 tasks", "pretrain", ("pretrain.py",)),
     ("3 tasks", "serving", ("serving/",)),
     ("4 experiments", "experiments", ("experiments/",)),
-    ("5 cli", "cli", ("cli.py",)),
+    ("5 cli", "cli", ("cli.py", "__main__.py")),
 ]
 
 

@@ -244,7 +244,7 @@ def _from_https(url: str, sha: str | None) -> Path:
         try:
             with urllib.request.urlopen(url, timeout=min(60.0, _left(deadline, url))) as resp, \
                     atomic_path(target) as tmp:
-                size = int(resp.headers.get("Content-Length") or 0) or None
+                size = getattr(resp, "length", None)  # Content-Length, when the server sent one
                 with tmp.open("wb") as f, progress(size, f"download {target.name}", "B") as bar:
                     while block := resp.read(1 << 20):
                         _left(deadline, f"downloading {url}")
