@@ -512,3 +512,19 @@ def test_predict_over_a_file_logs_progress_when_not_on_a_terminal(finetuned: Pat
     assert done.returncode == 0, done.stderr
     assert re.search(r"INFO bertclf.progress: classifying: 3/3 texts \(100%\), [\d,]+ texts/s", done.stderr)
     assert "\r" not in done.stderr and "classified 3 texts" in done.stderr
+
+
+def test_predict_reads_the_column_the_model_was_trained_on(finetuned: Path, tmp_path: Path) -> None:
+    """A model trained on a file whose text column is `body` reads `body` from new files too."""
+    assert json.loads((finetuned / CONFIG).read_text())["input"] == {"text_column": ["text"]}
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in finetuned.iterdir():
+        (model / f.name).write_bytes(f.read_bytes())
+    config = json.loads((model / CONFIG).read_text())
+    (model / CONFIG).write_text(json.dumps({**config, "input": {"text_column": ["title", "body"]}}))
+    src = tmp_path / "new.csv"
+    src.write_text("id,title,body\n1,Great,a wonderful film\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", "-m", str(model), "-i", str(src)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["text"] == "Great a wonderful film"

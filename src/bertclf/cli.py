@@ -151,7 +151,8 @@ def predict(
     format: Annotated[Format | None, typer.Option("--format", "-f", help="output format (default: the "
                                                   "output's suffix; jsonl on standard output)")] = None,
     text_column: Annotated[list[str] | None, typer.Option(help="the text column of --input; repeat it to "
-                                                          "join several (title, then body)")] = None,
+                                                          "join several (title, then body); default: the "
+                                                          "column(s) the model was trained on")] = None,
     columns: Annotated[str | None, typer.Option(help="a csv/tsv without a header row: its column names, "
                                                 "comma-separated")] = None,
     interactive: Annotated[bool, typer.Option("--interactive", help="a prompt loop with line editing and "

@@ -56,8 +56,11 @@ def save_model_dir(out: Path, model: nn.Module, model_cfg: ModelConfig, config: 
             for f in encoder_dir.iterdir():
                 if f.is_file():
                     shutil.copyfile(f, tmp / ENCODER / f.name)
+        text = config.data.text_column or "text"
         write_json(tmp / CONFIG, {"format_version": FORMAT_VERSION, "model": model_cfg.to_dict(),
-                                  "train": asdict(recipe), "data": meta, "encoder": source})
+                                  "train": asdict(recipe), "data": meta, "encoder": source,
+                                  # the columns of the training file the text came from: predict's default
+                                  "input": {"text_column": [text] if isinstance(text, str) else list(text)}})
         write_json(tmp / "labels.json", {"labels": meta.get("labels", [])})
 
 

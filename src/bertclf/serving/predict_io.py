@@ -114,9 +114,10 @@ def predict_file(clf: TextClassifier, src: Path, dst: Path | None, text_column: 
                  fmt: str | None = None, columns: Sequence[str] | None = None,
                  stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     """Classify every text of `src` (a file, or ``-`` for stdin) into `dst` (a file, or stdout
-    when None or ``-``), keeping the input's other columns; returns the count."""
+    when None or ``-``), keeping the input's other columns; returns the count. Without
+    `text_column`, the text is in the column(s) the model was trained on."""
     output_format(dst, fmt)  # refuse a bad output before reading anything
-    texts, others = read_input(src, text_column, columns, stdin)
+    texts, others = read_input(src, text_column or clf.text_columns, columns, stdin)
 
     def rows() -> Iterable[dict[str, Any]]:
         with progress(total=len(texts), desc="classifying", unit="texts") as bar:

@@ -100,6 +100,8 @@ class TextClassifier:
         self.arch: str = self.family.name
         data = self.config.get("data", {})
         self.labels = [str(x) for x in data.get("labels", [])]
+        # the text column(s) of the file it was trained on: what `predict --input` reads by default
+        self.text_columns: list[str] = list(self.config.get("input", {}).get("text_column", ["text"]))
         if not self.labels:
             raise BertclfError(f"{self.model_dir}: bertclf.json names no labels; the file is damaged")
         if precision not in PRECISIONS:
