@@ -70,6 +70,19 @@ def write_tokens(out: Path, docs: dict[str, list], labels: list[str]) -> None:
     (out / "meta.json").write_text(json.dumps({"labels": labels}))
 
 
+def unfused_optimizer(model: torch.nn.Module, arch: Any, config: Config) -> torch.optim.Optimizer:
+    """bertclf's optimizer as it was before the fused kernel (for `--compare-unfused`)."""
+    return torch.optim.AdamW(arch.param_groups(model, config), lr=config.train.lr,
+                             weight_decay=config.train.weight_decay, fused=False)
+
+
+def bertclf_unfused_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+    from unittest import mock
+
+    with mock.patch("bertclf.training.loop.make_optimizer", unfused_optimizer):
+        return bertclf_run(tokens, encoder, batch_size, precision, seed)
+
+
 def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
     """Seconds of bertclf's epoch loop (the `train_seconds` it reports), one epoch."""
     config = Config().replace({"train.arch": "finetune", "train.epochs": 1, "train.batch_size": batch_size,
@@ -137,6 +150,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare-unfused", action="store_true",
+                        help="also bertclf with the unfused AdamW it used before (the gain of fusing)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not args.tokens.exists() or not args.encoder.exists():
@@ -146,8 +161,10 @@ def main() -> None:
     docs = sample(args.tokens, args.docs, args.max_length, args.seed)
     bf16 = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
-    methods = {f"{who}_{p}": (fn, p) for p in precisions
-               for who, fn in (("bertclf", bertclf_run), ("trainer", trainer_run))}
+    runs = [("bertclf", bertclf_run), ("trainer", trainer_run)]
+    if args.compare_unfused:
+        runs.append(("bertclf_unfused", bertclf_unfused_run))
+    methods = {f"{who}_{p}": (fn, p) for p in precisions for who, fn in runs}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     with tempfile.TemporaryDirectory() as tmp:
         full, small = Path(tmp) / "full", Path(tmp) / "warmup"
@@ -171,6 +188,10 @@ def main() -> None:
         "same_precision": {p: round(rate[f"bertclf_{p}"]["samples_per_s"]
                                     / rate[f"trainer_{p}"]["samples_per_s"], 2) for p in precisions},
     }
+    if args.compare_unfused:
+        result["fused_gain"] = {p: round(rate[f"bertclf_{p}"]["samples_per_s"]
+                                         / rate[f"bertclf_unfused_{p}"]["samples_per_s"], 2)
+                                for p in precisions}
     finish(result, args.out, load_before)
 
 
