@@ -528,3 +528,14 @@ def test_predict_reads_the_column_the_model_was_trained_on(finetuned: Path, tmp_
     result = CliRunner().invoke(app, ["predict", "-m", str(model), "-i", str(src)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["text"] == "Great a wonderful film"
+
+
+def test_precision_auto_is_bf16_exactly_where_the_hardware_has_bf16_units(finetuned: Path) -> None:
+    from bertclf.inference import has_bf16_units
+
+    clf = bertclf.load(finetuned, precision="auto")
+    assert clf.precision == ("bf16" if has_bf16_units(clf.device) else "fp32")
+    assert bertclf.load(finetuned).precision == "fp32"  # Python's default: exact, equal to evaluate
+    texts = ["great wonderful film.", "awful boring mess."]
+    fast, exact = clf.predict_proba(texts), bertclf.load(finetuned).predict_proba(texts)
+    assert (fast.argmax(1) == exact.argmax(1)).all() and np.abs(fast - exact).max() < 0.05

@@ -67,7 +67,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(finetuned: Path) -> Iterator[Server]:  # noqa: F811
-    running = Server(finetuned, "--max-texts", "8", "--max-body-kb", "4", "--batch-size", "16")
+    # fp32: the answers are compared with bertclf.load's exact fp32 ones
+    running = Server(finetuned, "--max-texts", "8", "--max-body-kb", "4", "--batch-size", "16",
+                     "--precision", "fp32")
     yield running
     if running.proc.poll() is None:
         running.stop()

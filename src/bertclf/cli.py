@@ -119,6 +119,7 @@ class Device(StrEnum):
 
 
 class Precision(StrEnum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
 
@@ -159,8 +160,8 @@ def predict(
                                               "history; Ctrl-D quits")] = False,
     top_k: Annotated[int, typer.Option(help="classes shown per text")] = 3,
     device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="bf16 is faster on CPUs with AMX or AVX512-BF16 "
-                                                 "and on GPUs")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU "
+                                                 "has bf16 units, else fp32")] = Precision.auto,
     batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
 ) -> None:
     """Classify new text with a trained model: arguments, a file, standard input, or a prompt.
@@ -224,8 +225,8 @@ def serve(
     batch_size: Annotated[int, typer.Option(help="texts per forward pass, from concurrent requests")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits for more requests")] = 5.0,
     device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="bf16 is faster on CPUs with AMX or AVX512-BF16 "
-                                                 "and on GPUs")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU "
+                                                 "has bf16 units, else fp32")] = Precision.auto,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve a model over HTTP: POST /predict {"texts": [...]}, GET /health (Ctrl-C stops, gracefully).
@@ -262,8 +263,8 @@ def bench(
     batch_sizes: Annotated[str, typer.Option(help="comma-separated")] = "1,8,32,128",
     limit: Annotated[int, typer.Option(help="texts used (the first N)")] = 1000,
     device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="bf16 is faster on CPUs with AMX or AVX512-BF16 "
-                                                 "and on GPUs")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU "
+                                                 "has bf16 units, else fp32")] = Precision.auto,
     threads: Annotated[int, typer.Option(help="torch threads; 0 = default")] = 0,
     out: Annotated[Path, typer.Option(help="writes OUT.json and OUT.md")] = Path("reports/bench"),
 ) -> None:

@@ -26,11 +26,11 @@ from bertclf.data.stores import Batch, FeatureStore, TokenStore, pad_ids
 from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder
 from bertclf.errors import BertclfError
-from bertclf.inference import autocast, predict_logits, resolve_device
+from bertclf.inference import autocast, has_bf16_units, predict_logits, resolve_device
 from bertclf.model_dir import ENCODER, load_classifier, read_config
 from bertclf.models import ModelConfig, get
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has bf16 units
 ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
 ENCODER_ONNX_FILE = "encoder.onnx"  # the exported encoder of a token-vector model (its head stays in PyTorch)
 MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (token-vector models), as featurize's default
@@ -109,6 +109,8 @@ class TextClassifier:
         if threads:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
+        if precision == "auto":  # the fastest path that keeps accuracy (bf16 matmul units), else exact fp32
+            precision = "bf16" if has_bf16_units(self.device) else "fp32"
         self.precision = precision
         self.batch_size = batch_size
         self.runtime = self.config.get("runtime", {}).get("format", "torch")
