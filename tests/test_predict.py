@@ -510,7 +510,7 @@ def test_predict_over_a_file_logs_progress_when_not_on_a_terminal(finetuned: Pat
     monkeypatch.setenv("BERTCLF_PROGRESS_SECONDS", "0")
     done = bertclf_process("predict", "-m", str(finetuned), "-i", str(src), "-o", str(tmp_path / "out.jsonl"))
     assert done.returncode == 0, done.stderr
-    assert re.search(r"INFO bertclf.progress: classifying: 3/3 texts \(100%\), [\d,]+ texts/s", done.stderr)
+    assert re.search(r"INFO bertclf.progress: classifying: 3/3 texts \(100%\), [\d,.]+ texts/s", done.stderr)
     assert "\r" not in done.stderr and "classified 3 texts" in done.stderr
 
 

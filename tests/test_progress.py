@@ -14,7 +14,7 @@ from bertclf.features import featurize
 from bertclf.progress import LogBar, duration, progress
 from tests.test_features import tokens  # noqa: F401  (the module's fixture)
 
-LINE = re.compile(r"featurize train: \d+/17 docs \(\d+%\), [\d,]+ docs/s, \d+s left")
+LINE = re.compile(r"featurize train: \d+/17 docs \(\d+%\), [\d,.]+ docs/s, [\dmh]+s left")
 
 
 def test_featurize_logs_progress_lines_when_not_on_a_terminal(
@@ -25,7 +25,7 @@ def test_featurize_logs_progress_lines_when_not_on_a_terminal(
         featurize(tokens, tiny_bert_dir, tmp_path / "features", FeaturizeConfig(max_batch_tokens=64))
     lines = [r.getMessage() for r in caplog.records if r.name == "bertclf.progress"]
     assert any(LINE.fullmatch(line) for line in lines), lines
-    final = re.compile(r"featurize train: 17 docs in \d+s \([\d,]+ docs/s\)")
+    final = re.compile(r"featurize train: 17 docs in [\dmh]+s \([\d,.]+ docs/s\)")
     assert any(final.fullmatch(line) for line in lines), lines
     assert any(line.startswith("featurize val: ") for line in lines), lines
 
@@ -52,5 +52,8 @@ def test_the_line_reads_well_for_counts_bytes_and_unknown_totals() -> None:
     assert bar.line(10.0) == "download aclImdb_v1.tar.gz: 1.0 GiB/3.0 GiB (33%), 102.4 MiB/s, 20s left"
     bar = LogBar(None, "tokenize", "docs", 30)
     bar.n, bar.start = 500, 0.0
-    assert bar.line(100.0) == "tokenize: 500 docs, 5 docs/s, 1m40s so far"
+    assert bar.line(100.0) == "tokenize: 500 docs, 5.0 docs/s, 1m40s so far"
+    bar = LogBar(125, "epoch 1/2", "batches", 30)
+    bar.n, bar.start = 33, 0.0
+    assert bar.line(25.0) == "epoch 1/2: 33/125 batches (26%), 1.3 batches/s, 1m10s left"
     assert (duration(59.4), duration(61), duration(3725)) == ("59s", "1m01s", "1h02m")

@@ -59,6 +59,13 @@ def _amount(n: float, unit: str) -> str:
     return f"{int(n):,} {unit}"
 
 
+def _rate(per_s: float, unit: str) -> str:
+    """A rate: ``81 docs/s``, ``1.3 batches/s`` (a slow step keeps a decimal), ``12.5 MiB/s``."""
+    if unit == "B":
+        return _amount(per_s, unit) + "/s"
+    return f"{per_s:,.1f} {unit}/s" if per_s < 10 else f"{int(per_s):,} {unit}/s"
+
+
 class LogBar:
     """The non-terminal bar: `update` logs one line when the interval has passed since the last."""
 
@@ -86,15 +93,15 @@ class LogBar:
             done = (f"{_amount(self.n, self.unit)}/{_amount(self.total, self.unit)}" if self.unit == "B"
                     else f"{int(self.n):,}/{int(self.total):,} {self.unit}")
             shown = f"{done} ({100 * self.n / self.total:.0f}%), "
-            return f"{self.desc}: {shown}{_amount(rate, self.unit)}/s, {eta}"
-        return f"{self.desc}: {shown}, {_amount(rate, self.unit)}/s, {duration(elapsed)} so far"
+            return f"{self.desc}: {shown}{_rate(rate, self.unit)}, {eta}"
+        return f"{self.desc}: {shown}, {_rate(rate, self.unit)}, {duration(elapsed)} so far"
 
     def close(self) -> None:
         now = time.monotonic()
         if self.logged or now - self.start >= self.interval > 0:
             rate = self.n / max(now - self.start, 1e-9)
-            log.info("%s: %s in %s (%s/s)", self.desc, _amount(self.n, self.unit), duration(now - self.start),
-                     _amount(rate, self.unit))
+            log.info("%s: %s in %s (%s)", self.desc, _amount(self.n, self.unit), duration(now - self.start),
+                     _rate(rate, self.unit))
 
 
 class _Off:
