@@ -29,8 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import build_tiny_bert
-from tests.test_pipeline_integration import TINY, Project, copy_worktree, environment, set_params
+from tests.test_pipeline_integration import TINY, new_project
 
 pytestmark = pytest.mark.integration
 
@@ -149,15 +148,7 @@ def kill_at(root: Path, moment: Moment, lifetime: float, deadline: float) -> str
 
 def test_sigkill_at_seeded_moments_loses_nothing(tmp_path: Path, mirror: Path) -> None:
     root = tmp_path / "repo"
-    root.mkdir()
-    copy_worktree(root)
-    build_tiny_bert(root / "inputs" / "encoders" / "tiny")
-    project = Project(root, environment(tmp_path, mirror, root))
-    project.run("git", "init", "-q")
-    if not (root / ".dvc" / "config").exists():
-        project.run(project.dvc, "init", "-q")
-    set_params(root, **FAULT_PARAMS)
-    project.commit("the project with small params")
+    project = new_project(root, tmp_path, mirror, FAULT_PARAMS)
 
     # The uninterrupted run, timing each stage's process (for the moments chosen by time).
     lifetimes: dict[str, float] = {}

@@ -132,23 +132,29 @@ def environment(tmp: Path, mirror: Path, root: Path) -> dict[str, str]:
     }
 
 
+def new_project(root: Path, tmp: Path, mirror: Path, params: dict[str, dict[str, Any]]) -> Project:
+    """This worktree copied to `root` with the tiny encoder, as a git + DVC repository whose
+    params are `params`, committed."""
+    root.mkdir()
+    copy_worktree(root)
+    build_tiny_bert(root / "inputs" / "encoders" / "tiny")
+    project = Project(root, environment(tmp, mirror, root))
+    project.run("git", "init", "-q")
+    if not (root / ".dvc" / "config").exists():
+        project.run(project.dvc, "init", "-q")
+    set_params(root, **params)
+    project.commit("the project with small params")
+    return project
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> tuple[Path, list[str]]:
     """A repository where the tiny pipeline has run once and everything is committed."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    root = tmp / "base"
-    root.mkdir()
-    copy_worktree(root)
-    build_tiny_bert(root / "inputs" / "encoders" / "tiny")
-    p = Project(root, environment(tmp, mirror, root))
-    p.run("git", "init", "-q")
-    if not (root / ".dvc" / "config").exists():
-        p.run(p.dvc, "init", "-q")
-    set_params(root, **TINY)
-    p.commit("the project with tiny params")
+    p = new_project(tmp / "base", tmp, mirror, TINY)
     ran = p.repro()
     p.commit("a first run")
-    return root, ran
+    return p.root, ran
 
 
 @pytest.fixture

@@ -76,6 +76,12 @@ def _load_label_tsv(name: str) -> Callable[[Path, dict[str, Path], dict[str, Any
     return load
 
 
+def _label_tsv_recipe(name: str, description: str, train: tuple[str, str], test: tuple[str, str]) -> Recipe:
+    """A dataset published as two `label<TAB>text` files, (file name, sha256) each."""
+    return Recipe(name, description, {"train": _tsv_file(name, *train), "test": _tsv_file(name, *test)},
+                  _load_label_tsv(name))
+
+
 def _load_rotten_tomatoes(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
     df = read_table(files["corpus"], "text", "category")
     df = df[df["label"].isin(["fresh", "rotten"])].reset_index(drop=True)
@@ -235,24 +241,12 @@ RECIPES: dict[str, Recipe] = {
         )},
         _load_imdb,
     ),
-    "webkb": Recipe(
-        "webkb", "WebKB 4 classes, stemmed (Cardoso-Cachopo), 2,803 / 1,396",
-        {"train": _tsv_file("webkb", "train.tsv", WEBKB_TRAIN),
-         "test": _tsv_file("webkb", "test.tsv", WEBKB_TEST)},
-        _load_label_tsv("webkb"),
-    ),
-    "r8": Recipe(
-        "r8", "Reuters-21578 R8, all-terms, 5,485 / 2,189",
-        {"train": _tsv_file("r8", "r8-train-all-terms.tsv", R8_TRAIN),
-         "test": _tsv_file("r8", "r8-test-all-terms.tsv", R8_TEST)},
-        _load_label_tsv("r8"),
-    ),
-    "r52": Recipe(
-        "r52", "Reuters-21578 R52, stemmed, 6,532 / 2,568",
-        {"train": _tsv_file("r52", "r52train.tsv", R52_TRAIN),
-         "test": _tsv_file("r52", "r52test.tsv", R52_TEST)},
-        _load_label_tsv("r52"),
-    ),
+    "webkb": _label_tsv_recipe("webkb", "WebKB 4 classes, stemmed (Cardoso-Cachopo), 2,803 / 1,396",
+                               ("train.tsv", WEBKB_TRAIN), ("test.tsv", WEBKB_TEST)),
+    "r8": _label_tsv_recipe("r8", "Reuters-21578 R8, all-terms, 5,485 / 2,189",
+                            ("r8-train-all-terms.tsv", R8_TRAIN), ("r8-test-all-terms.tsv", R8_TEST)),
+    "r52": _label_tsv_recipe("r52", "Reuters-21578 R52, stemmed, 6,532 / 2,568",
+                             ("r52train.tsv", R52_TRAIN), ("r52test.tsv", R52_TEST)),
     "cade12": Recipe(
         "cade12", "Cade12, Brazilian web pages in Portuguese, 12 classes, stemmed (Cardoso-Cachopo), "
         "27,322 / 13,661; not fetchable: mirror or data.path",

@@ -28,15 +28,22 @@ CHUNK = 4096  # texts per model call when classifying a file: memory stays flat 
 PREDICTED = ("text", "label", "probability")
 
 
+def prediction(row: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """One text's answer: the label, its probability, and every class's (as serve returns it)."""
+    best = int(row.argmax())
+    return {"label": labels[best], "probability": round(float(row[best]), 6),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(labels, row, strict=True)}}
+
+
 def output_rows(texts: Sequence[str], probs: np.ndarray, labels: list[str],
                 others: Sequence[dict[str, Any]] | None = None) -> Iterable[dict[str, Any]]:
     """One row per text: the input's other columns (an id...), then text, label, probability and
-    the probability of every class. An input column named like one of these is kept as
-    ``input_<name>``."""
+    the probability of every class (``p_<label>``). An input column named like one of these is
+    kept as ``input_<name>``."""
     for i, (text, row) in enumerate(zip(texts, probs, strict=True)):
-        best = int(row.argmax())
-        predicted = {"text": text, "label": labels[best], "probability": round(float(row[best]), 6),
-                     **{f"p_{name}": round(float(p), 6) for name, p in zip(labels, row, strict=True)}}
+        answer = prediction(row, labels)
+        predicted = {"text": text, "label": answer["label"], "probability": answer["probability"],
+                     **{f"p_{name}": p for name, p in answer["probabilities"].items()}}
         kept = {(f"input_{k}" if k in predicted else str(k)): v
                 for k, v in (others[i] if others else {}).items()}
         yield {**kept, **predicted}

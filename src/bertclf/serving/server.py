@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from bertclf.errors import BertclfError
+from bertclf.serving.predict_io import prediction
 from bertclf.serving.predictor import TextClassifier
 
 log = logging.getLogger(__name__)
@@ -202,13 +203,6 @@ def create_app(clf: TextClassifier, limits: Limits | None = None) -> Any:
         return {"predictions": [prediction(row, clf.labels) for row in probs]}
 
     return BodyLimit(app, limits.max_body_bytes)
-
-
-def prediction(row: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """One text's answer: the label, its probability, and every class's (as `bertclf predict`)."""
-    best = int(row.argmax())
-    return {"label": labels[best], "probability": round(float(row[best]), 6),
-            "probabilities": {name: round(float(p), 6) for name, p in zip(labels, row, strict=True)}}
 
 
 def serve(clf: TextClassifier, host: str, port: int, limits: Limits, access_log: bool = False) -> None:
