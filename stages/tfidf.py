@@ -1,6 +1,6 @@
 """Stage `tfidf`: the classic floor, TF-IDF + logistic regression on the same split.
 
-    python stages/tfidf.py data/split metrics/tfidf.json
+    python stages/tfidf.py data/split metrics/tfidf.json data/tfidf
 """
 
 import argparse
@@ -17,10 +17,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("splits", type=Path)
     parser.add_argument("metrics", type=Path)
+    parser.add_argument("probabilities", type=Path, help="its val/test class probabilities, for `combine`")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
-    scores = tfidf_baseline(args.splits, load_config(args.params).tfidf)
+    scores = tfidf_baseline(args.splits, load_config(args.params).tfidf, args.probabilities)
     write_json(args.metrics, scores)
     logging.info("TF-IDF + logistic regression: val %.4f, test %.4f", scores["tfidf"]["val_acc"],
                  scores["tfidf"]["test_acc"])

@@ -61,11 +61,18 @@ def test_every_token_gets_the_vector_of_its_document_encoded_alone(tokens: Path,
                                                                   tmp_path: Path, layers: str) -> None:
     out = tmp_path / "features"
     # 160 padded tokens per pass: several documents of different lengths share each batch
-    report = featurize(tokens, tiny_bert_dir, out, FeaturizeConfig(layers=layers, max_batch_tokens=160))
+    report = featurize(tokens, tiny_bert_dir, out, FeaturizeConfig(layers=layers, max_batch_tokens=160,
+                                                                    precision="fp32"))
     assert report["splits"]["train"]["padding_fraction"] > 0.05  # padding really was computed
-    model = load_encoder(tiny_bert_dir)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["layers"] == layers and meta["dim"] == FeatureStore(out, "train").dim
+    assert meta["precision"] == report["precision"] == "fp32"
+    assert_matches_oracle(tokens, out, load_encoder(tiny_bert_dir), layers, tolerance=2e-3)
+
+
+def assert_matches_oracle(tokens: Path, out: Path, model: torch.nn.Module, layers: str,
+                          tolerance: float) -> None:
+    """Every document's vectors in `out` are the oracle's, within `tolerance` x its largest value."""
     for split in ("train", "val"):
         table = pq.read_table(tokens / f"{split}.parquet")
         store = FeatureStore(out, split)
@@ -77,8 +84,29 @@ def test_every_token_gets_the_vector_of_its_document_encoded_alone(tokens: Path,
             want = oracle(model, ids, layers)
             assert got.shape == want.shape, (split, i)
             scale = np.abs(want).max()
-            assert np.abs(got - want).max() <= 2e-3 * scale + 1e-3, (split, i, len(ids))
+            assert np.abs(got - want).max() <= tolerance * scale + 1e-3, (split, i, len(ids))
             assert store.sentences(i).tolist() == table.column("sentence_lengths")[i].as_py()
+
+
+def test_bf16_featurizes_on_bf16_weights_close_to_fp32(tokens: Path, tiny_bert_dir: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "features"
+    report = featurize(tokens, tiny_bert_dir, out, FeaturizeConfig(max_batch_tokens=160, precision="bf16"))
+    assert report["precision"] == json.loads((out / "meta.json").read_text())["precision"] == "bf16"
+    # bf16 keeps 8 bits of mantissa: within a few percent of the fp32 oracle, token by token
+    assert_matches_oracle(tokens, out, load_encoder(tiny_bert_dir), "mean_last_4", tolerance=5e-2)
+    fp32 = tmp_path / "fp32"
+    featurize(tokens, tiny_bert_dir, fp32, FeaturizeConfig(max_batch_tokens=160, precision="fp32"))
+    assert not np.array_equal(FeatureStore(out, "train").tokens(0), FeatureStore(fp32, "train").tokens(0))
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_units(
+        tokens: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        units: bool) -> None:
+    monkeypatch.setattr("bertclf.features.has_bf16_units", lambda device: units)
+    report = featurize(tokens, tiny_bert_dir, tmp_path / "features", FeaturizeConfig(precision="auto"))
+    assert report["precision"] == ("bf16" if units else "fp32")
 
 
 def test_length_batches_cover_every_document_once_within_the_budget() -> None:

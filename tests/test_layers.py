@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("1 data", "data", ("data/",)),
     ("2 models", "models", ("encoder.py", "models/", "inference.py", "model_dir.py", "model_card.py")),
     ("3 tasks", "training", ("training/",)),
-    ("3 tasks", "evaluation", ("evaluation.py", "baseline.py")),
+    ("3 tasks", "evaluation", ("evaluation.py", "baseline.py", "combine.py")),
     ("3 tasks", "featurize", ("features.py",)),
     ("3 tasks", "pretrain", ("pretrain.py",)),
     ("3 tasks", "serving", ("serving/",)),

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 RUNNING = re.compile(r"Running stage '([^']+)'")
 STAGES = ("download@data", "download@encoder", "split", "tokenize", "pretrain", "featurize", "tfidf",
-          "train", "evaluate")
+          "train", "evaluate", "combine")
 
 # Tiny overrides of the project's params.yaml.
 TINY: dict[str, dict[str, Any]] = {
@@ -201,7 +201,13 @@ def test_a_full_run_writes_scores_reports_and_a_model(built: tuple[Path, list[st
     assert set(scores) == {"val", "test"} and set(scores["val"]) == {"acc", "macro_f1"}
     assert scores["test"]["subsampled"] is True
     assert set(project.json("metrics/train.json")) == {"best_epoch", "train", "val"}
-    assert set(project.json("metrics/tfidf.json")["tfidf"]) == {"val_acc", "test_acc"}
+    tfidf = project.json("metrics/tfidf.json")["tfidf"]
+    assert set(tfidf) == {"val_acc", "test_acc"}
+    # the interpolation of the two, its weight picked on validation, scores each part as they do
+    both = project.json("metrics/combine.json")
+    assert 0 <= both["lambda"] <= 1 and len(project.json("plots/combine/lambda.json")) == 21
+    assert both["val"]["model_acc"] == scores["val"]["acc"] and both["test"]["tfidf_acc"] == tfidf["test_acc"]
+    assert both["val"]["acc"] >= max(scores["val"]["acc"], tfidf["val_acc"])
     assert project.json("metrics/pretrain.json") == {}
     model = project.json("models/classifier/bertclf.json")
     assert model["encoder"] == {"name": "inputs/encoders/tiny", "revision": None}

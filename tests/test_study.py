@@ -132,19 +132,28 @@ def test_compare_takes_the_best_validation_run_per_arch(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import bertclf.experiments.compare as compare_mod
 
-    def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8") -> dict[str, Any]:
+    def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8",
+            combined: tuple[float, float, float] | None = None) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"eval": {"val": {"acc": val}, "test": {"acc": test}},
+                                   "tfidf": {"tfidf": {"val_acc": 0.95, "test_acc": 0.96}}}
+        if combined:
+            lam, val_both, test_both = combined
+            metrics["combine"] = {"lambda": lam, "val": {"acc": val_both}, "test": {"acc": test_both}}
         return {"name": name, "rev": name, "kind": "workspace" if name == "workspace" else "experiment",
                 "state": "success",
                 "params": {"data": {"name": dataset}, "split": {"seed": 42}, "train": {"arch": arch}},
-                "metrics": {"eval": {"val": {"acc": val}, "test": {"acc": test}},
-                            "tfidf": {"tfidf": {"val_acc": 0.95, "test_acc": 0.96}}}}
+                "metrics": metrics}
 
-    exps = [exp("a", "han", 0.97, 0.95), exp("b", "han", 0.98, 0.94), exp("c", "cnn", 0.93, 0.99),
+    # the combined row is picked by its own validation accuracy: here from `a`, not `b`
+    exps = [exp("a", "han", 0.97, 0.95, combined=(0.4, 0.985, 0.97)),
+            exp("b", "han", 0.98, 0.94, combined=(0.1, 0.981, 0.95)), exp("c", "cnn", 0.93, 0.99),
             exp("d", "finetune", 0.99, 0.98), exp("e", "han", 0.999, 0.999, dataset="webkb")]
     monkeypatch.setattr(compare_mod, "experiments", lambda all_commits=False: exps)
     rows = compare_mod.compare_rows("r8")
     assert [(r["arch"], r["experiment"], r["test_acc"]) for r in rows] == [
-        ("tfidf", "a", 0.96), ("cnn", "c", 0.99), ("han", "b", 0.94), ("finetune", "d", 0.98)]
+        ("tfidf", "a", 0.96), ("cnn", "c", 0.99), ("han", "b", 0.94), ("han + tfidf", "a", 0.97),
+        ("finetune", "d", 0.98)]
     out = compare_mod.write_compare("r8", tmp_path)
-    assert "| han | `b` | 98.00 | 94.00 |" in out.read_text()
+    assert "| han | `b` | 98.00 | 94.00 |  |" in out.read_text()
+    assert "| han + tfidf | `a` | 98.50 | 97.00 | 0.40 |" in out.read_text()
     assert (tmp_path / "compare_r8.png").stat().st_size > 0

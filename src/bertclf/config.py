@@ -121,7 +121,9 @@ class PretrainConfig:
 @dataclass(frozen=True)
 class FeaturizeConfig:
     layers: Literal["last", "mean_last_4", "sum_last_4", "concat_last_4"] = "mean_last_4"
-    max_batch_tokens: int = 8192  # padded tokens per encoder pass (batches are grouped by length)
+    max_batch_tokens: int = 2048  # padded tokens per encoder pass (batches are grouped by length)
+    # auto: bf16 weights where the CPU (or GPU) has bf16 units, else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def check(self) -> None:
         _check(self.max_batch_tokens >= 1, "featurize.max_batch_tokens must be positive")

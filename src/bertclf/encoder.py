@@ -64,8 +64,8 @@ def copy_tokenizer_files(src: Path, dst: Path, source: bool = False) -> None:
 def combine_layers(hidden_states: tuple[torch.Tensor, ...], layers: str) -> torch.Tensor:
     """Token vectors from the encoder's hidden states (embeddings first, last layer last)."""
     if layers == "last":
-        return hidden_states[-1]
-    last4 = hidden_states[-4:]
+        return hidden_states[-1].float()
+    last4 = [h.float() for h in hidden_states[-4:]]  # bf16 encoders: combined in fp32
     if layers == "mean_last_4":
         return torch.stack(last4).mean(0)
     if layers == "sum_last_4":

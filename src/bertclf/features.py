@@ -3,7 +3,9 @@
 The encoder (`bertclf.encoder`) runs in ``torch.inference_mode()`` over batches of documents of
 similar length, so almost no padding is computed, and vectors are written straight into the
 memory map: the whole feature set is never held in RAM. The directory layout is
-`bertclf.data.stores`' (``<split>.npy``, ``<split>.index.parquet``, ``meta.json``).
+`bertclf.data.stores`' (``<split>.npy``, ``<split>.index.parquet``, ``meta.json``). With
+``featurize.precision`` bf16 (or auto on a CPU with bf16 units) the encoder runs on bf16 weights;
+its layers are combined in fp32.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bertclf.config import FeaturizeConfig
 from bertclf.data.stores import INDEX_SUFFIX
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder, output_dim
 from bertclf.errors import BertclfError
+from bertclf.inference import has_bf16_units
 
 
 def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: FeaturizeConfig,
@@ -99,6 +102,14 @@ def reserve(path: Path) -> None:
         os.close(fd)
 
 
+def resolve_precision(precision: str) -> str:
+    """`auto` is bf16 where the CPU has bf16 units (there bf16 weights featurize 2.5-3x faster),
+    else fp32."""
+    if precision == "auto":
+        return "bf16" if has_bf16_units(torch.device("cpu")) else "fp32"
+    return precision
+
+
 def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConfig, encoder_name: str = "",
               needed: bool = True, threads: int = 0) -> dict[str, Any]:
     """Featurize every tokenized split in `tokens_dir` into `out` (atomically); return the counts
@@ -115,12 +126,15 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
     if threads:
         torch.set_num_threads(threads)
     model = load_encoder(encoder_dir)
+    precision = resolve_precision(cfg.precision)
+    if precision == "bf16":
+        model.to(torch.bfloat16)
     check_space(tokens_dir, out, output_dim(model.config, cfg.layers))
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tok_meta_path = tokens_dir / "meta.json"
     tok_meta = json.loads(tok_meta_path.read_text()) if tok_meta_path.exists() else {}
-    report: dict[str, Any] = {"skipped": False, "layers": cfg.layers, "threads": torch.get_num_threads(),
-                              "splits": {}}
+    report: dict[str, Any] = {"skipped": False, "layers": cfg.layers, "precision": precision,
+                              "threads": torch.get_num_threads(), "splits": {}}
     with atomic_path(out, is_dir=True) as tmp:
         for tokens in sorted(tokens_dir.glob("*.parquet")):
             try:
@@ -132,7 +146,7 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
                 raise OSError(exc.errno, exc.strerror, shown) from None
         dim = output_dim(model.config, cfg.layers)
         write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
-                                       "dim": dim})
+                                       "dim": dim, "precision": precision})
     parts = list(report["splits"].values())
     seconds = sum(p["seconds"] for p in parts)
     tokens = sum(p["tokens"] for p in parts)

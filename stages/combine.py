@@ -1,0 +1,33 @@
+"""Stage `combine`: the model's class probabilities interpolated with TF-IDF's, λ picked on validation.
+
+    python stages/combine.py data/predictions data/tfidf metrics/combine.json plots/combine/lambda.json
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from bertclf.atomic import write_json
+from bertclf.cli_support import run_stage
+from bertclf.combine import combine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("predictions", type=Path)
+    parser.add_argument("tfidf", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("curve", type=Path, help="validation accuracy and log-loss at every lambda")
+    args = parser.parse_args()
+
+    result, curve = combine(args.predictions, args.tfidf)
+    write_json(args.curve, curve)
+    write_json(args.metrics, result)
+    logging.info("model + TF-IDF, lambda %.2f: val %.4f (model %.4f, TF-IDF %.4f), test %.4f "
+                 "(model %.4f, TF-IDF %.4f)", result["lambda"], result["val"]["acc"],
+                 result["val"]["model_acc"], result["val"]["tfidf_acc"], result["test"]["acc"],
+                 result["test"]["model_acc"], result["test"]["tfidf_acc"])
+
+
+if __name__ == "__main__":
+    run_stage(main)
