@@ -4,6 +4,10 @@ Timing protocol: one untimed warm-up of every method, then `repeats` rounds in w
 runs once, in the same order each round (interleaved, so a slow spell of the machine hits all of
 them alike). A method's figure is the median of its rounds; the spread (min, max) is kept beside
 it, and the load average before and after tells whether the machine was idle.
+
+Speed against the hardware: `matmul_peak` measures what this CPU's matrix units give on a
+transformer's own shapes (fp32 and bf16), `encoder_flops` counts a BERT encoder's matmul FLOPs,
+and `against_peak` turns a timing into GFLOP/s and its fraction of the peak.
 """
 
 from __future__ import annotations
@@ -47,6 +51,46 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         facts["gpu"] = torch.cuda.get_device_name(0)
     return facts
+
+
+def encoder_flops(config: Any, seq: int) -> float:
+    """Forward FLOPs of one sequence of `seq` tokens through a BERT encoder (matmuls only:
+    projections, attention scores and values, FFN); training is about 3x."""
+    h, layers, ffn = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    per_layer = 2 * seq * (4 * h * h + 2 * h * ffn) + 2 * 2 * seq * seq * h
+    return float(layers * per_layer)
+
+
+def matmul_peak(hidden: int = 384, ffn: int = 1536, tokens: int = 2048,
+                repeats: int = 20) -> dict[str, float]:
+    """GFLOP/s of this CPU on the encoder's FFN matmul (`tokens` x `hidden` @ `hidden` x `ffn`,
+    MiniLM's shape by default), fp32 and, where oneDNN has bf16 kernels, bf16; best of `repeats`."""
+    import torch
+
+    peak = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if dtype == torch.bfloat16 and not (torch.backends.mkldnn.is_available()
+                                            and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            continue
+        a = torch.randn(tokens, hidden, dtype=dtype)
+        b = torch.randn(hidden, ffn, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        peak[f"{name}_gflops"] = round(2 * tokens * hidden * ffn / best / 1e9, 1)
+    peak["shape"] = f"{tokens}x{hidden} @ {hidden}x{ffn}"  # type: ignore[assignment]
+    return peak
+
+
+def against_peak(flops: float, seconds: float, peak: dict[str, Any], precision: str) -> dict[str, float]:
+    """Achieved GFLOP/s of `flops` done in `seconds`, and its fraction of the `precision` peak."""
+    gflops = flops / seconds / 1e9
+    top = peak.get(f"{precision}_gflops")
+    return {"gflops": round(gflops, 1), **({"fraction_of_peak": round(gflops / top, 3)} if top else {})}
 
 
 def interleaved(methods: dict[str, Callable[[], Any]], repeats: int = 3,

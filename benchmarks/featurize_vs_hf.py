@@ -1,16 +1,21 @@
 """Featurize throughput: bertclf's length-grouped batches against Hugging Face at its best.
 
-Three ways to run the same encoder over the same token ids (a seeded sample of a tokenized split):
+Ways to run the same encoder over the same token ids (a seeded sample of a tokenized split):
 
 - `bertclf`: `bertclf.features` as the featurize stage runs it, batches grouped by length under a
-  padded-token budget (`--max-batch-tokens`);
+  padded-token budget (`--max-batch-tokens`), fp32; `bertclf_bf16`: the same on bf16 weights
+  (what `featurize.precision: auto` does on a CPU with bf16 units);
+- `bertclf_before`: as the stage ran before bf16 and the smaller budget (fp32, 8,192 tokens);
 - `hf_sorted`: what a careful Hugging Face user does: documents sorted by length, fixed batches
-  of `--hf-batch-size` padded to the longest in the batch (`DataCollatorWithPadding`'s padding);
+  of `--hf-batch-size` padded to the longest in the batch (`DataCollatorWithPadding`'s padding),
+  fp32 and (`hf_sorted_bf16`) on bf16 weights;
 - `hf_padded_max_length`: the straightforward way, fixed batches padded to `--max-length`.
 
-The headline is bertclf against `hf_sorted`, the faster of the two HF ways; the vectors of real
-tokens must agree (max abs difference in fp32). Warm-up, then `--repeats` interleaved rounds;
-medians with their range (`benchlib`).
+The headline is bertclf against `hf_sorted` at the same precision; the fp32 vectors of real tokens
+must agree (max abs difference). Each method's useful work (the encoder's matmul FLOPs over real
+tokens) is reported in GFLOP/s and as a fraction of this CPU's matmul peak on the encoder's own
+shapes (`benchlib.matmul_peak`). Warm-up, then `--repeats` interleaved rounds; medians with their
+range (`benchlib`).
 
     python benchmarks/featurize_vs_hf.py --tokens data/tokens/train.parquet --encoder models/encoder \\
         --docs 1000 --out benchmarks/results/featurize_rotten_tomatoes.json
@@ -28,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish, interleaved, per_second
+from benchlib import against_peak, encoder_flops, finish, interleaved, matmul_peak, per_second
 
 from bertclf.data.stores import length_batches
 from bertclf.encoder import batch_encoder, load_encoder
@@ -41,7 +46,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--hf-batch-size", type=int, default=32)
-    parser.add_argument("--max-batch-tokens", type=int, default=8192)
+    parser.add_argument("--max-batch-tokens", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
@@ -56,20 +61,20 @@ def main() -> None:
     ids = [np.asarray(x, dtype=np.int64) for x in table.column("input_ids").take(pick).to_pylist()]
     lengths = np.array([len(x) for x in ids])
     model = load_encoder(args.encoder)
+    model_bf16 = load_encoder(args.encoder).to(torch.bfloat16)
     pad = model.config.pad_token_id or 0
     vectors: dict[str, list[torch.Tensor]] = {}
 
-    encode = batch_encoder(model, "last", pad)
-
-    def bertclf_way() -> None:
+    def bertclf_way(name: str, encoder: torch.nn.Module, budget: int) -> None:
+        encode = batch_encoder(encoder, "last", pad)
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for batch in length_batches(lengths, args.max_batch_tokens):
+        for batch in length_batches(lengths, budget):
             enc = encode([ids[i] for i in batch])
             for row, i in enumerate(batch):
                 out[i] = enc[row, : lengths[i]].clone()
-        vectors["bertclf"] = out
+        vectors[name] = out
 
-    def hf(order: np.ndarray, width: int | None, name: str) -> None:
+    def hf(order: np.ndarray, width: int | None, name: str, model: torch.nn.Module = model) -> None:
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
         with torch.inference_mode():
             for start in range(0, len(order), args.hf_batch_size):
@@ -86,11 +91,16 @@ def main() -> None:
         vectors[name] = out
 
     by_length = np.argsort(-lengths, kind="stable")
+    flops = sum(encoder_flops(model.config, int(n)) for n in lengths)
     methods = {
-        "bertclf": bertclf_way,
+        "bertclf": lambda: bertclf_way("bertclf", model, args.max_batch_tokens),
+        "bertclf_bf16": lambda: bertclf_way("bertclf_bf16", model_bf16, args.max_batch_tokens),
+        "bertclf_before": lambda: bertclf_way("bertclf_before", model, 8192),
         "hf_sorted": lambda: hf(by_length, None, "hf_sorted"),
+        "hf_sorted_bf16": lambda: hf(by_length, None, "hf_sorted_bf16", model_bf16),
         "hf_padded_max_length": lambda: hf(np.arange(len(ids)), args.max_length, "hf_padded_max_length"),
     }
+    peak = matmul_peak(model.config.hidden_size, model.config.intermediate_size)
     timings = interleaved(methods, repeats=args.repeats)
     tokens = int(lengths.sum())
     result = {
@@ -98,17 +108,33 @@ def main() -> None:
         "mean_length": round(float(lengths.mean()), 1), "max_length": args.max_length,
         "settings": {"max_batch_tokens": args.max_batch_tokens, "hf_batch_size": args.hf_batch_size,
                      "repeats": args.repeats},
+        "matmul_peak": peak,
         "methods": {name: {**t, **{f"docs_{k}": v for k, v in per_second(t, len(ids)).items()},
-                           "tokens_per_s": round(tokens / t["median_s"], 1)} for name, t in timings.items()},
+                           "tokens_per_s": round(tokens / t["median_s"], 1),
+                           **against_peak(flops, t["median_s"], peak, "bf16" if "bf16" in name else "fp32")}
+                    for name, t in timings.items()},
     }
+
+    def ratio(slow: str, fast: str) -> float:
+        return round(timings[slow]["median_s"] / timings[fast]["median_s"], 2)
+
     best_hf = min(("hf_sorted", "hf_padded_max_length"), key=lambda n: timings[n]["median_s"])
-    result["speedup_vs_hf_best"] = round(timings[best_hf]["median_s"] / timings["bertclf"]["median_s"], 2)
-    result["hf_best"] = best_hf
-    result["speedup_vs_hf_padded_max_length"] = round(
-        timings["hf_padded_max_length"]["median_s"] / timings["bertclf"]["median_s"], 2)
-    result["max_abs_diff_fp32"] = {
-        name: max(float((a - b).abs().max()) for a, b in zip(vectors["bertclf"], vectors[name], strict=True))
-        for name in ("hf_sorted", "hf_padded_max_length")}
+    result["speedup"] = {
+        "bertclf_vs_hf_best_fp32": ratio(best_hf, "bertclf"),
+        "bertclf_bf16_vs_hf_sorted_bf16": ratio("hf_sorted_bf16", "bertclf_bf16"),
+        "bertclf_bf16_vs_bertclf_before": ratio("bertclf_before", "bertclf_bf16"),
+        "bertclf_vs_bertclf_before": ratio("bertclf_before", "bertclf"),
+        "bertclf_vs_hf_padded_max_length": ratio("hf_padded_max_length", "bertclf"),
+    }
+    result["hf_best_fp32"] = best_hf
+
+    def max_diff(a_name: str, b_name: str) -> float:
+        return max(float((a.float() - b.float()).abs().max())
+                   for a, b in zip(vectors[a_name], vectors[b_name], strict=True))
+
+    result["max_abs_diff"] = {"fp32_vs_hf_sorted": max_diff("bertclf", "hf_sorted"),
+                              "fp32_vs_hf_padded_max_length": max_diff("bertclf", "hf_padded_max_length"),
+                              "bf16_vs_fp32": max_diff("bertclf_bf16", "bertclf")}
     finish(result, args.out, load_before)
 
 

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish
+from benchlib import against_peak, encoder_flops, finish, matmul_peak
 
 from bertclf.config import Config
 from bertclf.data.stores import Inputs
@@ -177,14 +177,22 @@ def main() -> None:
                 seconds[name].append(fn(full, args.encoder, args.batch_size, p, args.seed))
                 print(name, round(len(docs["id"]) / seconds[name][-1], 2), "samples/s", flush=True)
     n = len(docs["id"])
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(args.encoder)
+    peak = matmul_peak(config.hidden_size, config.intermediate_size)
+    # useful work: forward + backward (3x the forward's matmul FLOPs) over the real tokens
+    flops = 3 * sum(encoder_flops(config, len(x)) for x in docs["input_ids"])
     rate = {name: {"samples_per_s": round(n / float(np.median(s)), 2),
                    "samples_per_s_range": [round(n / max(s), 2), round(n / min(s), 2)],
-                   "seconds": [round(x, 2) for x in s]} for name, s in seconds.items()}
+                   "seconds": [round(x, 2) for x in s],
+                   **against_peak(flops, float(np.median(s)), peak, methods[name][1])}
+            for name, s in seconds.items()}
     result: dict[str, Any] = {
         "data": str(args.tokens), "docs": n,
         "mean_length": round(float(np.mean([len(x) for x in docs["input_ids"]])), 1),
         "batch_size": args.batch_size, "max_length": args.max_length, "repeats": args.repeats,
-        "methods": rate,
+        "matmul_peak": peak, "methods": rate,
         "same_precision": {p: round(rate[f"bertclf_{p}"]["samples_per_s"]
                                     / rate[f"trainer_{p}"]["samples_per_s"], 2) for p in precisions},
     }

@@ -33,6 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import encoder_flops
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -107,13 +110,6 @@ def encoder_config(kind: str, vocab: int = 30522) -> Any:
     return BertConfig(
         vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
     )  # "tiny", for --dry
-
-
-def encoder_flops(config: Any, seq: int) -> float:
-    """Forward FLOPs per sequence of a BERT encoder (matmuls only: projections, attention, FFN)."""
-    h, layers, ffn = config.hidden_size, config.num_hidden_layers, config.intermediate_size
-    per_layer = 2 * seq * (4 * h * h + 2 * h * ffn) + 2 * 2 * seq * seq * h
-    return float(layers * per_layer)
 
 
 def encoder_throughput(

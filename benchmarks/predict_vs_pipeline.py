@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish, interleaved, per_second
+from benchlib import against_peak, encoder_flops, finish, interleaved, matmul_peak, per_second
 
 from bertclf.serving.export import export_onnx
 from bertclf.serving.predictor import TextClassifier
@@ -107,7 +107,13 @@ def main() -> None:
         accuracy = {name: round(float((m.logits(all_texts).argmax(1) == labels).mean()), 5)
                     for name, m in ours.items()}
 
-    rows = {name: {**t, **per_second(t, len(texts))} for name, t in timings.items()}
+    config = getattr(getattr(clf.model, "model", clf.model), "config", None)  # the HF model's
+    peak = matmul_peak(config.hidden_size, config.intermediate_size) if config else {}
+    flops = sum(encoder_flops(config, int(n)) for n in lengths) if config else 0.0
+    rows = {name: {**t, **per_second(t, len(texts)),
+                   **(against_peak(flops, t["median_s"], peak, "bf16" if "bf16" in name else "fp32")
+                      if flops and "onnx" not in name else {})}
+            for name, t in timings.items()}
     for name, acc in accuracy.items():
         rows[name]["test_acc"] = acc
     best = {p: max((n for n in rows if n.startswith(f"pipeline {p}")), key=lambda n: rows[n]["per_s"])
@@ -123,7 +129,7 @@ def main() -> None:
         "benchmark": "predict_vs_pipeline", "model": str(args.model), "data": str(args.data),
         "docs_timed": len(texts), "docs_for_accuracy": len(all_texts), "max_length": cfg.max_length,
         "mean_tokens": round(float(lengths.mean()), 1), "repeats": args.repeats,
-        "pipeline_best": best, "samples_per_s": rows,
+        "matmul_peak": peak, "pipeline_best": best, "samples_per_s": rows,
     }
     finish(result, args.out, load_before)
 

@@ -1,6 +1,7 @@
 """Stage `combine`: the model's class probabilities interpolated with TF-IDF's, λ picked on validation.
 
-    python stages/combine.py data/predictions data/tfidf metrics/combine.json plots/combine/lambda.json
+    python stages/combine.py data/predictions data/tfidf metrics/combine.json plots/combine/lambda.json \
+        reports/pipeline/combine.json
 """
 
 import argparse
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from bertclf.atomic import write_json
 from bertclf.cli_support import run_stage
-from bertclf.combine import combine
+from bertclf.combine import combine, headline
 
 
 def main() -> None:
@@ -18,11 +19,13 @@ def main() -> None:
     parser.add_argument("tfidf", type=Path)
     parser.add_argument("metrics", type=Path)
     parser.add_argument("curve", type=Path, help="validation accuracy and log-loss at every lambda")
+    parser.add_argument("report", type=Path, help="accuracy and macro-F1 of the mix and of each part alone")
     args = parser.parse_args()
 
     result, curve = combine(args.predictions, args.tfidf)
     write_json(args.curve, curve)
-    write_json(args.metrics, result)
+    write_json(args.report, result)
+    write_json(args.metrics, headline(result))
     logging.info("model + TF-IDF, lambda %.2f: val %.4f (model %.4f, TF-IDF %.4f), test %.4f "
                  "(model %.4f, TF-IDF %.4f)", result["lambda"], result["val"]["acc"],
                  result["val"]["model_acc"], result["val"]["tfidf_acc"], result["test"]["acc"],

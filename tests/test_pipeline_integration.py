@@ -204,10 +204,12 @@ def test_a_full_run_writes_scores_reports_and_a_model(built: tuple[Path, list[st
     tfidf = project.json("metrics/tfidf.json")["tfidf"]
     assert set(tfidf) == {"val_acc", "test_acc"}
     # the interpolation of the two, its weight picked on validation, scores each part as they do
-    both = project.json("metrics/combine.json")
+    both = project.json("reports/pipeline/combine.json")
     assert 0 <= both["lambda"] <= 1 and len(project.json("plots/combine/lambda.json")) == 21
     assert both["val"]["model_acc"] == scores["val"]["acc"] and both["test"]["tfidf_acc"] == tfidf["test_acc"]
     assert both["val"]["acc"] >= max(scores["val"]["acc"], tfidf["val_acc"])
+    assert project.json("metrics/combine.json") == {"combine": {
+        "lambda": both["lambda"], "val_acc": both["val"]["acc"], "test_acc": both["test"]["acc"]}}
     assert project.json("metrics/pretrain.json") == {}
     model = project.json("models/classifier/bertclf.json")
     assert model["encoder"] == {"name": "inputs/encoders/tiny", "revision": None}
@@ -343,7 +345,7 @@ def test_experiments_compare_in_a_narrow_table_and_in_plots(project: Project) ->
     header = lines[1].split()
     assert header[:2] == ["Experiment", "Created"]
     metrics = [i for i, name in enumerate(header) if name.split(".")[0] in ("val", "test", "train", "epoch",
-                                                                            "best_epoch", "tfidf")
+                                                                            "best_epoch", "tfidf", "combine")
                and name not in ("train.lr",)]
     params = [i for i, name in enumerate(header) if name in ("train.lr", "han.dropout", "han.hidden")]
     assert metrics and params and max(metrics) < min(params), header  # scores first, then params

@@ -128,32 +128,47 @@ def test_selection_uses_validation_only_and_report_is_deterministic(
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == files
 
 
-def test_compare_takes_the_best_validation_run_per_arch(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compare_takes_the_best_configuration_per_arch_over_its_seeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bertclf.experiments.compare as compare_mod
 
-    def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8",
+    def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8", seed: int = 42,
+            dropout: float = 0.5, kind: str = "experiment", baseline: str = "c1",
             combined: tuple[float, float, float] | None = None) -> dict[str, Any]:
         metrics: dict[str, Any] = {"eval": {"val": {"acc": val}, "test": {"acc": test}},
                                    "tfidf": {"tfidf": {"val_acc": 0.95, "test_acc": 0.96}}}
         if combined:
             lam, val_both, test_both = combined
-            metrics["combine"] = {"lambda": lam, "val": {"acc": val_both}, "test": {"acc": test_both}}
-        return {"name": name, "rev": name, "kind": "workspace" if name == "workspace" else "experiment",
-                "state": "success",
-                "params": {"data": {"name": dataset}, "split": {"seed": 42}, "train": {"arch": arch}},
+            metrics["combine"] = {"combine": {"lambda": lam, "val_acc": val_both, "test_acc": test_both}}
+        return {"name": name, "rev": name, "kind": kind, "state": "success", "baseline": baseline,
+                "params": {"data": {"name": dataset}, "split": {"seed": 42},
+                           "train": {"arch": arch, "seed": seed}, "han": {"dropout": dropout},
+                           "runtime": {"threads": seed}},
                 "metrics": metrics}
 
-    # the combined row is picked by its own validation accuracy: here from `a`, not `b`
-    exps = [exp("a", "han", 0.97, 0.95, combined=(0.4, 0.985, 0.97)),
-            exp("b", "han", 0.98, 0.94, combined=(0.1, 0.981, 0.95)), exp("c", "cnn", 0.93, 0.99),
-            exp("d", "finetune", 0.99, 0.98), exp("e", "han", 0.999, 0.999, dataset="webkb")]
+    exps = [
+        # han, dropout 0.5, three seeds (one of them also listed as the workspace): mean val 0.98
+        exp("workspace", "han", 0.97, 0.95, kind="workspace", baseline="workspace"),
+        exp("a1", "han", 0.97, 0.95, combined=(0.4, 0.99, 0.97)),
+        exp("a1", "han", 0.97, 0.95, kind="commit", combined=(0.4, 0.99, 0.97)),
+        exp("a2", "han", 0.98, 0.96, seed=7, combined=(0.2, 0.98, 0.98)),
+        exp("a3", "han", 0.99, 0.97, seed=1, combined=(0.3, 0.97, 0.99)),
+        # han, dropout 0.1: one lucky seed beats the mean of the three above on validation...
+        exp("b", "han", 0.985, 0.90, dropout=0.1, combined=(0.1, 0.975, 0.91)),
+        # ...and the same params run by other code are another configuration
+        exp("old", "han", 0.999, 0.80, baseline="c0"),
+        exp("c", "cnn", 0.93, 0.99), exp("d", "finetune", 0.99, 0.98),
+        exp("e", "han", 0.999, 0.999, dataset="webkb"),
+    ]
     monkeypatch.setattr(compare_mod, "experiments", lambda all_commits=False: exps)
-    rows = compare_mod.compare_rows("r8")
-    assert [(r["arch"], r["experiment"], r["test_acc"]) for r in rows] == [
-        ("tfidf", "a", 0.96), ("cnn", "c", 0.99), ("han", "b", 0.94), ("han + tfidf", "a", 0.97),
-        ("finetune", "d", 0.98)]
-    out = compare_mod.write_compare("r8", tmp_path)
-    assert "| han | `b` | 98.00 | 94.00 |  |" in out.read_text()
-    assert "| han + tfidf | `a` | 98.50 | 97.00 | 0.40 |" in out.read_text()
+    rows = {r["arch"]: r for r in compare_mod.compare_rows("r8")}
+    assert list(rows) == ["tfidf", "cnn", "han", "han + tfidf", "finetune"]
+    assert rows["han"]["experiment"] == "old" and rows["han"]["seeds"] == 1  # best on validation
+    both = rows["han + tfidf"]
+    assert both["experiment"] == "a1, a2, a3" and both["seeds"] == 3
+    assert both["val_acc"] == pytest.approx(0.98) and both["test_acc"] == pytest.approx(0.98)
+    assert both["test_std"] == pytest.approx(0.01) and both["lambda"] == pytest.approx(0.3)
+    text = compare_mod.write_compare("r8", tmp_path).read_text()
+    assert "| han + tfidf | `a1, a2, a3` | 3 | 98.00 ± 1.00 | 98.00 ± 1.00 | 0.30 |" in text
+    assert "| cnn | `c` | 1 | 93.00 | 99.00 |  |" in text
     assert (tmp_path / "compare_r8.png").stat().st_size > 0

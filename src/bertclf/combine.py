@@ -75,3 +75,10 @@ def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[s
             "tfidf_acc": round(float(accuracy_score(labels, p_tfidf.argmax(1))), 5),
         }
     return result, [{k: round(v, 5) for k, v in r.items()} for r in curve]
+
+
+def headline(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The scores `dvc exp show` lists (as ``tfidf.json``'s): λ and the mix's accuracy; the parts
+    alone are in ``eval.json`` and ``tfidf.json`` already."""
+    return {"combine": {"lambda": result["lambda"], "val_acc": result["val"]["acc"],
+                        "test_acc": result["test"]["acc"]}}

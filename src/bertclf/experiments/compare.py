@@ -1,14 +1,16 @@
 """`bertclf compare`: test accuracy of tfidf / cnn / rnn / han / bigru / finetune on one dataset.
 
-For each arch, the experiment with the best validation accuracy on that dataset (and the same
-split settings) is taken from `dvc exp show`; TF-IDF + logistic regression comes from the
-tfidf metrics of the same split; "<arch> + tfidf" rows are the combine stage's interpolation of
-the two (λ in the table), picked by their own validation accuracy.
+For each arch, the configuration with the best mean validation accuracy on that dataset (over
+its seeds: runs of the same code and params but `train.seed`) is taken from `dvc exp show`;
+TF-IDF + logistic regression comes from the tfidf metrics of the same split; "<arch> + tfidf"
+rows are the combine stage's interpolation of the two (λ in the table), picked by their own
+validation accuracy.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +28,78 @@ def _split_key(params: dict[str, Any]) -> str:
     return json.dumps({"data": params.get("data", {}), "split": params.get("split", {})}, sort_keys=True)
 
 
+def _config_key(exp: dict[str, Any]) -> str:
+    """What makes runs the same configuration: the code (baseline commit) and every param but
+    `train.seed` and `runtime` (how to compute, never what)."""
+    params = {k: v for k, v in exp["params"].items() if k != "runtime"}
+    params["train"] = {k: v for k, v in params.get("train", {}).items() if k != "seed"}
+    return json.dumps({"baseline": exp.get("baseline"), "params": params}, sort_keys=True, default=str)
+
+
+def _summary(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for the seeds of one configuration: mean and standard deviation (n - 1) of each score."""
+    def stats(key: str) -> tuple[float | None, float | None]:
+        values = [r[key] for r in runs if r[key] is not None]
+        if not values:
+            return None, None
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+    names = [r["experiment"] for r in runs]
+    row = {**runs[0], "arch": model, "seeds": len(runs),
+           "experiment": ", ".join(names) if len(names) <= 3 else f"{names[0]} and {len(names) - 1} more"}
+    row["val_acc"], row["val_std"] = stats("val_acc")
+    row["test_acc"], row["test_std"] = stats("test_acc")
+    lambdas = [r["lambda"] for r in runs if r.get("lambda") is not None]
+    row["lambda"] = statistics.fmean(lambdas) if lambdas else None
+    return row
+
+
 def compare_rows(dataset: str) -> list[dict[str, Any]]:
-    """Best-on-validation run per arch on `dataset` (the workspace, commits and experiments), plus
-    the TF-IDF floor."""
-    best: dict[str, dict[str, Any]] = {}
+    """Per model on `dataset` (the workspace, commits and experiments), the configuration with the
+    best mean validation accuracy over its seeds, plus the TF-IDF floor. A configuration's runs
+    share the code and every param but `train.seed`; one run per seed counts."""
+    groups: dict[tuple[str, str], dict[Any, dict[str, Any]]] = {}
+    tfidf_row: dict[str, Any] | None = None
     for exp in experiments(all_commits=True):
         params = exp["params"]
         test_acc = score(exp, "eval", "test", "acc")
         if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or test_acc is None:
             continue
         arch = params.get("train", {}).get("arch")
-        row = {"arch": arch, "experiment": exp["name"], "val_acc": score(exp, "eval", "val", "acc"),
-               "test_acc": test_acc, "test_subsampled": bool(score(exp, "eval", "test", "subsampled")),
+        row = {"arch": arch, "experiment": exp["name"], "kind": exp["kind"],
+               "val_acc": score(exp, "eval", "val", "acc"), "test_acc": test_acc,
+               "test_subsampled": bool(score(exp, "eval", "test", "subsampled")),
                "split": _split_key(params), "max_train": params.get("split", {}).get("max_train")}
-        candidates = [row]
-        both = score(exp, "combine")
-        if arch in ARCHS and both and both.get("val") and both.get("test"):
-            candidates.append({**row, "arch": f"{arch}{COMBINED}", "val_acc": both["val"]["acc"],
-                               "test_acc": both["test"]["acc"], "lambda": both.get("lambda")})
-        for cand in candidates:
-            key = cand["arch"]
-            if arch in ARCHS and (key not in best or (cand["val_acc"], cand["experiment"]) >
-                                  (best[key]["val_acc"], best[key]["experiment"])):
-                best[key] = cand
         tfidf = score(exp, "tfidf", "tfidf")
-        if tfidf and ("tfidf" not in best or exp["name"] < best["tfidf"]["experiment"]):
-            best["tfidf"] = {**row, "arch": "tfidf", "val_acc": tfidf.get("val_acc"),
-                             "test_acc": tfidf.get("test_acc")}
+        if tfidf and (tfidf_row is None or exp["name"] < tfidf_row["experiment"]):
+            tfidf_row = {**row, "arch": "tfidf", "val_acc": tfidf.get("val_acc"),
+                         "test_acc": tfidf.get("test_acc"), "seeds": 1}
+        if arch not in ARCHS:
+            continue
+        candidates = [row]
+        both = score(exp, "combine", "combine")
+        if both and both.get("val_acc") is not None:
+            candidates.append({**row, "arch": f"{arch}{COMBINED}", "val_acc": both["val_acc"],
+                               "test_acc": both["test_acc"], "lambda": both.get("lambda")})
+        seed = params.get("train", {}).get("seed")
+        for cand in candidates:
+            by_seed = groups.setdefault((cand["arch"], _config_key(exp)), {})
+            # the same run is listed as the workspace, its commit and its experiment: keep the name
+            if seed not in by_seed or (by_seed[seed]["kind"] != "experiment" and exp["kind"] == "experiment"):
+                by_seed[seed] = cand
+    best: dict[str, dict[str, Any]] = {"tfidf": tfidf_row} if tfidf_row else {}
+    for (model, _), by_seed in groups.items():
+        row = _summary(model, sorted(by_seed.values(), key=lambda r: r["experiment"]))
+        if model not in best or (row["val_acc"] or 0, row["experiment"]) > (best[model]["val_acc"] or 0,
+                                                                             best[model]["experiment"]):
+            best[model] = row
     return [best[a] for a in ORDER if a in best]
+
+
+def _pct(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return ""
+    return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
 
 
 def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
@@ -63,8 +109,9 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
         raise BertclfError(f"no finished experiments on {dataset}: run `dvc exp run -S data.name={dataset}`")
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"compare_{dataset}"
-    write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "val_acc", "test_acc", "lambda",
-                                               "test_subsampled", "max_train"])
+    write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "seeds", "val_acc", "val_std",
+                                               "test_acc", "test_std", "lambda", "test_subsampled",
+                                               "max_train"])
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
     accs = [r["test_acc"] * 100 for r in rows]
     colors = {"tfidf": "tab:gray"}
@@ -79,12 +126,14 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     split_note = "" if len({r["split"] for r in rows}) == 1 else (
         "\n\n**Note:** these experiments do not all share the same split settings.")
     lines = [f"# {dataset}: model comparison", "",
-             "| model | experiment | val acc (%) | test acc (%) | λ (TF-IDF weight) |",
-             "|---|---|---:|---:|---:|"]
+             "Per model, the configuration best on mean validation accuracy; with several seeds, mean ± "
+             "standard deviation over them.", "",
+             "| model | experiments | seeds | val acc (%) | test acc (%) | λ (TF-IDF weight) |",
+             "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        val = "" if r["val_acc"] is None else f"{r['val_acc'] * 100:.2f}"
         lam = "" if r.get("lambda") is None else f"{r['lambda']:.2f}"
-        lines.append(f"| {r['arch']} | `{r['experiment']}` | {val} | {r['test_acc'] * 100:.2f} | {lam} |")
+        val, test = _pct(r["val_acc"], r.get("val_std")), _pct(r["test_acc"], r.get("test_std"))
+        lines.append(f"| {r['arch']} | `{r['experiment']}` | {r.get('seeds', 1)} | {val} | {test} | {lam} |")
     if any(r["test_subsampled"] for r in rows):
         split_note += "\n\nThe test set is subsampled (`split.max_test`)."
     with atomic_path(stem.with_suffix(".md")) as tmp:

@@ -187,18 +187,19 @@ def _row(rev: dict[str, Any], name: str, kind: str, state: str) -> dict[str, Any
 
 def experiments(all_commits: bool = False) -> list[dict[str, Any]]:
     """The workspace, the baseline commits and their experiments (of HEAD, or of every commit),
-    each as {name, rev, kind, state, params, metrics}; kind is workspace, commit or experiment."""
+    each as {name, rev, kind, state, params, metrics, baseline}; kind is workspace, commit or
+    experiment; baseline is the commit whose code ran ("workspace" for the workspace)."""
     data = json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])).stdout or "[]")
     found = []
     for commit in data:
         rev = commit.get("rev") or ""
         kind = "workspace" if rev == "workspace" else "commit"
-        found.append(_row(commit, commit.get("name") or (rev if kind == "workspace" else rev[:7]), kind,
-                          "success"))
+        found.append({**_row(commit, commit.get("name") or (rev if kind == "workspace" else rev[:7]), kind,
+                             "success"), "baseline": rev})
         for exp in commit.get("experiments") or []:
             first = exp["revs"][0]
-            found.append(_row(first, exp.get("name") or first.get("name") or "", "experiment",
-                              (exp.get("executor") or {}).get("state") or "success"))
+            found.append({**_row(first, exp.get("name") or first.get("name") or "", "experiment",
+                                 (exp.get("executor") or {}).get("state") or "success"), "baseline": rev})
     return found
 
 
