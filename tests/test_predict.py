@@ -57,7 +57,9 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Input
     tokenize_splits(split, tiny_bert_dir, root / "tokens",
                     TokenizeConfig(max_length=24, truncation="head_tail", head_tokens=8,
                                    max_sentence_tokens=6))
-    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(layers="mean_last_4"))
+    # fp32 vectors: the exact-parity checks below compare with bertclf.load's default fp32 path
+    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(layers="mean_last_4",
+                                                                                 precision="fp32"))
     return Inputs(root / "features", root / "tokens", tiny_bert_dir)
 
 
