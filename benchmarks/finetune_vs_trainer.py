@@ -83,12 +83,19 @@ def bertclf_unfused_run(tokens: Path, encoder: Path, batch_size: int, precision:
         return bertclf_run(tokens, encoder, batch_size, precision, seed)
 
 
-def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+def bertclf_no_attention_dropout_run(tokens: Path, encoder: Path, batch_size: int, precision: str,
+                                     seed: int) -> float:
+    """bertclf with `finetune.attention_dropout: 0` (for `--compare-attention-dropout`)."""
+    return bertclf_run(tokens, encoder, batch_size, precision, seed, {"finetune.attention_dropout": 0.0})
+
+
+def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int,
+                overrides: dict[str, Any] | None = None) -> float:
     """Seconds of bertclf's epoch loop (the `train_seconds` it reports), one epoch."""
     config = Config().replace({"train.arch": "finetune", "train.epochs": 1, "train.batch_size": batch_size,
                                "train.lr": 5e-5, "train.precision": precision, "train.seed": seed,
                                "train.lr_decay": "linear", "train.warmup_ratio": 0.1,
-                               "runtime.eval_batch_size": 64})
+                               "runtime.eval_batch_size": 64, **(overrides or {})})
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         report = train(config, Inputs(tokens, tokens, encoder),
@@ -152,6 +159,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-unfused", action="store_true",
                         help="also bertclf with the unfused AdamW it used before (the gain of fusing)")
+    parser.add_argument("--compare-attention-dropout", action="store_true",
+                        help="also bertclf with finetune.attention_dropout: 0 (SDPA's fused kernel)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not args.tokens.exists() or not args.encoder.exists():
@@ -164,6 +173,8 @@ def main() -> None:
     runs = [("bertclf", bertclf_run), ("trainer", trainer_run)]
     if args.compare_unfused:
         runs.append(("bertclf_unfused", bertclf_unfused_run))
+    if args.compare_attention_dropout:
+        runs.append(("bertclf_attention_dropout_0", bertclf_no_attention_dropout_run))
     methods = {f"{who}_{p}": (fn, p) for p in precisions for who, fn in runs}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,6 +211,10 @@ def main() -> None:
         result["fused_gain"] = {p: round(rate[f"bertclf_{p}"]["samples_per_s"]
                                          / rate[f"bertclf_unfused_{p}"]["samples_per_s"], 2)
                                 for p in precisions}
+    if args.compare_attention_dropout:
+        result["attention_dropout_0_gain"] = {
+            p: round(rate[f"bertclf_attention_dropout_0_{p}"]["samples_per_s"]
+                     / rate[f"bertclf_{p}"]["samples_per_s"], 2) for p in precisions}
     finish(result, args.out, load_before)
 
 

@@ -46,7 +46,8 @@ def main() -> None:
             log.pop("machine", None)
             logs[stage] = log
     params = to_dict(load_config())
-    scores = {name: json.loads(Path(f"metrics/{name}.json").read_text()) for name in ("eval", "tfidf", "combine")}
+    scores = {name: json.loads(Path(f"metrics/{name}.json").read_text())
+              for name in ("eval", "tfidf", "combine")}
     result = {"data": params["data"]["name"], "arch": params["train"]["arch"], "wall_seconds": round(wall, 1),
               "stages": logs, "scores": scores}
     finish(result, args.out, load_before)

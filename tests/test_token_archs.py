@@ -107,6 +107,16 @@ def test_resume_equals_uninterrupted_for_finetune(inputs: Inputs, tmp_path: Path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_attention_dropout_replaces_the_encoders_own_and_is_saved(inputs: Inputs, tmp_path: Path,
+                                                                   tiny_bert_dir: Path) -> None:
+    own = json.loads((tiny_bert_dir / "config.json").read_text())["attention_probs_dropout_prob"]
+    assert load_finetune(tiny_bert_dir, num_labels=2).model.config.attention_probs_dropout_prob == own
+    run(inputs, tmp_path, {"attention_dropout": 0.0}, arch="finetune", lr=2e-3, epochs=1)
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.0 != own
+    assert load_classifier(tmp_path / "model")[1]["model"]["attention_dropout"] == 0.0
+
+
 def test_layerwise_lr_decay_gives_each_layer_its_rate(tiny_bert_dir: Path) -> None:
     model = load_finetune(tiny_bert_dir, num_labels=3)
     layers = model.model.config.num_hidden_layers  # 2

@@ -208,9 +208,14 @@ class FinetuneConfig:
     """finetune: AutoModelForSequenceClassification on the encoder, trained end to end."""
 
     layer_lr_decay: float = 1.0  # LR of layer l of L: lr * decay ** (L - 1 - l); Sun et al. use 0.95
+    # dropout on the attention probabilities; None keeps the encoder's own (0.1 for BERT and MiniLM).
+    # 0 lets attention train in SDPA's fused kernel on a CPU instead of the unfused math path.
+    attention_dropout: float | None = None
 
     def check(self) -> None:
         _check(0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay must be in (0, 1]")
+        _check(self.attention_dropout is None or 0 <= self.attention_dropout < 1,
+               f"finetune.attention_dropout={self.attention_dropout} must be null or in [0, 1)")
 
 
 @dataclass(frozen=True)

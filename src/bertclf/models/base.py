@@ -35,6 +35,7 @@ class ModelConfig:
     embedding_dim: int = 128
     num_filters: int = 100  # cnn: filters per width
     filter_widths: tuple[int, ...] = (3, 4, 5)
+    attention_dropout: float | None = None  # finetune: None keeps the encoder's own
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,11 +34,15 @@ class FineTuneClassifier(nn.Module):
         return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
 
 
-def load_finetune(model_dir: Path, num_labels: int | None = None) -> FineTuneClassifier:
-    """From a local directory: the encoder with a fresh head (`num_labels`), or a trained model."""
+def load_finetune(model_dir: Path, num_labels: int | None = None,
+                  attention_dropout: float | None = None) -> FineTuneClassifier:
+    """From a local directory: the encoder with a fresh head (`num_labels`), or a trained model;
+    `attention_dropout` replaces the encoder's dropout on attention probabilities."""
     from transformers import AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"num_labels": num_labels} if num_labels else {}
+    if attention_dropout is not None:
+        kwargs["attention_probs_dropout_prob"] = attention_dropout
     return FineTuneClassifier(from_local(AutoModelForSequenceClassification, model_dir,
                                          attn_implementation="sdpa", **kwargs))
 
@@ -71,7 +75,7 @@ def _param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
 
 
 def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    return load_finetune(encoder_dir, cfg.num_labels)
+    return load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout)
 
 
 def _batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
