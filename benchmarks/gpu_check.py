@@ -82,6 +82,12 @@ def machine(device: torch.device) -> dict[str, Any]:
     return facts
 
 
+def significant(x: float, digits: int = 4) -> float:
+    """`x` to `digits` significant figures: a tiny model's TFLOP/s on a CPU (the dry run) stays
+    non-zero, as decimal places would not keep it."""
+    return float(f"{x:.{digits}g}")
+
+
 def matmul_peak(device: torch.device, n: int, repeats: int) -> dict[str, float]:
     """TFLOP/s of an n×n×n product, bf16 and fp32 (TF32 off: the fp32 figure is true fp32)."""
     out = {}
@@ -90,7 +96,7 @@ def matmul_peak(device: torch.device, n: int, repeats: int) -> dict[str, float]:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         seconds = timed(lambda a=a, b=b: a @ b, device, repeats)
-        out[f"{name}_tflops"] = round(2 * n**3 / seconds / 1e12, 4)
+        out[f"{name}_tflops"] = significant(2 * n**3 / seconds / 1e12)
     return out
 
 
@@ -139,9 +145,9 @@ def encoder_throughput(
         "batch": infer_batch,
         "dtype": "bf16 weights" if device.type == "cuda" else "fp32",
         "seq_per_s": round(infer_batch / seconds, 1),
-        "tflops": round(infer_batch * flops / seconds / 1e12, 4),
+        "tflops": significant(infer_batch * flops / seconds / 1e12),
     }
-    result["inference"]["fraction_of_peak"] = round(result["inference"]["tflops"] / peak_tflops, 3)
+    result["inference"]["fraction_of_peak"] = significant(result["inference"]["tflops"] / peak_tflops)
 
     model = model.float().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
@@ -160,9 +166,9 @@ def encoder_throughput(
         "batch": train_batch,
         "dtype": "bf16 autocast, fp32 weights, fused AdamW",
         "samples_per_s": round(train_batch / seconds, 1),
-        "tflops": round(3 * train_batch * flops / seconds / 1e12, 4),
+        "tflops": significant(3 * train_batch * flops / seconds / 1e12),
     }
-    result["training"]["fraction_of_peak"] = round(result["training"]["tflops"] / peak_tflops, 3)
+    result["training"]["fraction_of_peak"] = significant(result["training"]["tflops"] / peak_tflops)
     return result
 
 
