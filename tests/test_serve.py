@@ -110,9 +110,18 @@ def test_bad_requests_get_a_clear_4xx(server: Server, body: Any, raw: bytes | No
 
 
 def test_a_chunked_body_over_the_limit_is_refused(server: Server) -> None:
+    """The 413 reaches a client that sends its whole body before reading, even when the rest of
+    the body comes after the server has seen enough (no broken pipe: the server drains it)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    chunks = iter([b'{"texts": ["', b"y" * 3000, b"y" * 3000, b'"]}'])
-    conn.request("POST", "/predict", body=chunks, headers={"content-type": "application/json"},
+
+    def chunks() -> Iterator[bytes]:
+        yield from (b'{"texts": ["', b"y" * 3000, b"y" * 3000)  # over the 4,096-byte limit here
+        for _ in range(3):
+            time.sleep(0.2)  # the server has decided by now; it must still take the rest
+            yield b"y" * 3000
+        yield b'"]}'
+
+    conn.request("POST", "/predict", body=chunks(), headers={"content-type": "application/json"},
                  encode_chunked=True)
     response = conn.getresponse()
     assert response.status == 413 and b"over 4,096 bytes" in response.read()

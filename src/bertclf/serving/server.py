@@ -138,9 +138,10 @@ class BodyLimit:
                 return  # the client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
-                return await self._refuse(send)
             more = message.get("more_body", False)
+            if size > self.limit:
+                await self._drain(receive, more)
+                return await self._refuse(send)
         body = b"".join(chunks)
         sent = False
 
@@ -152,6 +153,18 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Callable[[], Awaitable[dict]], more: bool) -> None:
+        """Read and drop the rest of a refused body, up to 16 times the limit, before answering: a
+        client that sends its whole body before reading (http.client, requests) then gets the 413
+        instead of a broken pipe, as a server's lingering close gives it."""
+        drained = 0
+        while more and drained <= 16 * self.limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
 
     async def _refuse(self, send: Any) -> None:
         detail = f"the request body is over {self.limit:,} bytes; send fewer or shorter texts per request"
