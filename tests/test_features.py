@@ -104,7 +104,7 @@ def test_bf16_featurizes_on_bf16_weights_close_to_fp32(tokens: Path, tiny_bert_d
 def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_units(
         tokens: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         units: bool) -> None:
-    monkeypatch.setattr("bertclf.features.has_bf16_units", lambda device: units)
+    monkeypatch.setattr("bertclf.inference.has_bf16_units", lambda device: units)
     report = featurize(tokens, tiny_bert_dir, tmp_path / "features", FeaturizeConfig(precision="auto"))
     assert report["precision"] == ("bf16" if units else "fp32")
 

@@ -26,7 +26,7 @@ from bertclf.data.stores import Batch, FeatureStore, TokenStore, pad_ids
 from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder
 from bertclf.errors import BertclfError
-from bertclf.inference import autocast, has_bf16_units, predict_logits, resolve_device
+from bertclf.inference import autocast, predict_logits, resolve_device, resolve_precision
 from bertclf.model_dir import ENCODER, load_classifier, read_config
 from bertclf.models import ModelConfig, get
 
@@ -109,9 +109,7 @@ class TextClassifier:
         if threads:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
-        if precision == "auto":  # the fastest path that keeps accuracy (bf16 matmul units), else exact fp32
-            precision = "bf16" if has_bf16_units(self.device) else "fp32"
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         self.runtime = self.config.get("runtime", {}).get("format", "torch")
         self.tokenize_cfg = TokenizeConfig(**data.get("tokenize", {}))
