@@ -6,20 +6,23 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import bertclf
 import bertclf.training.checkpoints as checkpoints
-from bertclf.data.stores import Batch, Inputs
+from bertclf.data.stores import Batch, Inputs, TokenStore, concat
 from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.evaluation import evaluate
 from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_dir import load_classifier
 from bertclf.models import ModelConfig, get
-from bertclf.models.finetune import layerwise_param_groups, load_finetune
+from bertclf.models.finetune import layerwise_param_groups, load_finetune, pool_windows
 from bertclf.pretrain import PretrainConfig, pretrain
+from bertclf.serving.export import export_onnx
 from tests.conftest import run_train
 
 GOOD = ["good", "great", "excellent", "amazing", "wonderful", "perfect", "loved", "beautiful", "fine", "nice"]
@@ -167,3 +170,68 @@ def test_pretrain_with_zero_steps_passes_the_encoder_through(inputs: Inputs, tmp
     for f in inputs.encoder.iterdir():
         if f.is_file():
             assert (tmp_path / "p" / f.name).read_bytes() == f.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def late_label(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """Reviews whose sentiment words come only after 25 filler words: past a 16-token head."""
+    root = tmp_path_factory.mktemp("late-label")
+    rng = random.Random(1)
+    for name, n in (("train", 160), ("val", 40), ("test", 40)):
+        labels = [i % 2 for i in range(n)]
+        texts = [" ".join([*(rng.choice(FILLER) for _ in range(25)), *rng.sample(GOOD if y else BAD, 2)])
+                 for y in labels]
+        pd.DataFrame({"id": [f"{name}{i}" for i in range(n)], "text": texts, "label": labels}).to_parquet(
+            root / f"{name}.parquet", index=False)
+    (root / "labels.json").write_text(json.dumps({"labels": ["neg", "pos"], "test_subsampled": False}))
+    return root
+
+
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_sliding_windows_read_what_truncation_cuts_off(late_label: Path, tiny_bert_dir: Path,
+                                                       tmp_path: Path, pool: str) -> None:
+    """With the label past the head, truncated fine-tuning guesses; windows over the whole text
+    learn it, and the saved model pools the windows of raw text the same way as validation."""
+    accuracy = {}
+    for windows in (1, 3):
+        tokens = tmp_path / f"tokens{windows}"
+        tokenize_splits(late_label, tiny_bert_dir, tokens,
+                        TokenizeConfig(max_length=16, windows=windows, window_stride=14))
+        report = run(Inputs(tmp_path / "no-features", tokens, tiny_bert_dir), tmp_path / f"w{windows}",
+                     {"window_pool": pool}, arch="finetune", lr=5e-3, epochs=6, lr_decay="linear",
+                     warmup_ratio=0.1)
+        accuracy[windows] = report["best_val_acc"]
+    assert accuracy[1] <= 0.7 and accuracy[3] >= 0.85, accuracy
+    clf = bertclf.load(tmp_path / "w3" / "model")
+    val = pd.read_parquet(late_label / "val.parquet")
+    assert clf.model_cfg.window_pool == pool and clf.describe()["windows"] == 3
+    predicted = [p.label for p in clf.predict(val["text"].tolist())]
+    assert np.mean(np.array(predicted) == np.array(["neg", "pos"])[val["label"]]) == accuracy[3]
+    exported = bertclf.load(export_onnx(tmp_path / "w3" / "model", tmp_path / "onnx"))  # pools the same
+    assert np.allclose(exported.logits(val["text"].tolist()), clf.logits(val["text"].tolist()), atol=1e-4)
+
+
+def test_train_plus_val_keeps_each_documents_windows() -> None:
+    def store(docs: list[list[list[int]]]) -> TokenStore:
+        return TokenStore.from_ids([np.array(d[0]) for d in docs], [np.concatenate(d) for d in docs],
+                                   [np.array([len(w) for w in d]) for d in docs])
+
+    a = store([[[1, 5, 2]], [[1, 6, 6, 2], [1, 7, 2]]])
+    b = store([[[1, 8, 8, 8, 2], [1, 9, 2], [1, 4, 2]]])
+    joined = concat(a, b)
+    assert joined.lengths.tolist() == [3, 7, 11]
+    batch = joined.window_batch(np.array([2, 0]), pad_id=0)
+    assert batch.doc_windows.tolist() == [3, 1]
+    assert batch.input_ids.tolist() == [[1, 8, 8, 8, 2], [1, 9, 2, 0, 0], [1, 4, 2, 0, 0], [1, 5, 2, 0, 0]]
+    assert batch.attention_mask.sum(1).tolist() == [5, 3, 3, 3]
+
+
+def test_pool_windows_is_the_mean_or_max_of_each_documents_windows() -> None:
+    logits = torch.randn(7, 3, requires_grad=True)
+    counts = torch.tensor([2, 1, 4])
+    parts = logits.split(counts.tolist())
+    assert torch.allclose(pool_windows(logits, counts, "mean"), torch.stack([p.mean(0) for p in parts]))
+    assert torch.equal(pool_windows(logits, counts, "max"), torch.stack([p.amax(0) for p in parts]))
+    assert pool_windows(logits, None, "mean") is logits
+    pool_windows(logits, counts, "mean").sum().backward()  # every window gets its document's gradient
+    assert torch.allclose(logits.grad, (1 / counts).repeat_interleave(counts)[:, None].expand(7, 3))

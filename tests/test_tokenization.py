@@ -23,6 +23,7 @@ from bertclf.data.tokenization import (
     sentence_spans,
     split_sentences,
     tokenize_splits,
+    window_starts,
 )
 from bertclf.errors import ConfigError
 
@@ -232,6 +233,45 @@ def test_random_documents_invariants(tiny_tokenizer: Any, truncation: str) -> No
             assert spans.sum() == len(ids)
 
 
+@pytest.mark.parametrize("n", [1, 22, 23, 30, 37, 38, 60, 200])
+def test_windows_cover_the_whole_text_with_the_special_tokens(tiny_tokenizer: Any, n: int) -> None:
+    """Sliding windows: each is [CLS] + a run of the text + [SEP]; the first is the head; they
+    start every stride tokens and the last ends with the text; a text longer than `windows`
+    windows can cover gets `windows` of them, still from its start to its end."""
+    text = words_text(n, every=5)
+    full = content_ids(tiny_tokenizer, text)
+    enc = encode_one(tiny_tokenizer, text, max_length=24, windows=3, window_stride=8)
+    cls, sep = tiny_tokenizer.cls_token_id, tiny_tokenizer.sep_token_id
+    lengths = enc["window_lengths"].tolist()
+    windows = np.split(enc["windows"], np.cumsum(lengths)[:-1])
+    assert sum(lengths) == len(enc["windows"]) and 1 <= len(windows) <= 3
+    runs = [w[1:-1].tolist() for w in windows]
+    assert all(w[0] == cls and w[-1] == sep and len(w) <= 24 for w in windows)
+    assert runs[0] == full[:22] and runs[-1] == full[-22:]  # the head first, the end of the text last
+    if len(full) <= 22 + 2 * 8:  # at most three windows of 22, eight tokens apart, reach the end
+        starts = [min(8 * k, len(full) - 22) for k in range(len(runs))] if len(full) > 22 else [0]
+        assert runs == [full[a:a + 22] for a in starts]
+        assert starts[-1] + 22 >= len(full) and (len(starts) == 1 or starts[-2] + 22 < len(full))
+    else:  # three windows, the middle one spread further than a stride from both ends
+        assert len(runs) == 3
+        assert any(runs[1] == full[a:a + 22] for a in range(9, len(full) - 22 - 8))
+    assert enc["input_ids"].tolist() == [cls, *full[:22], sep]  # other archs read the truncated text
+
+
+def test_window_starts_unit() -> None:
+    assert window_starts(10, 254, 128, 4).tolist() == [0]
+    assert window_starts(300, 254, 128, 4).tolist() == [0, 46]
+    assert window_starts(600, 254, 128, 4).tolist() == [0, 128, 256, 346]
+    assert window_starts(2000, 254, 128, 4).tolist() == [0, 582, 1164, 1746]
+
+
+def test_one_window_writes_none_and_a_stride_that_skips_text_is_refused(tiny_tokenizer: Any) -> None:
+    enc = encode_one(tiny_tokenizer, words_text(60), max_length=24)
+    assert len(enc["windows"]) == len(enc["window_lengths"]) == 0
+    with pytest.raises(ConfigError, match="window_stride"):
+        DocumentTokenizer(tiny_tokenizer, TokenizeConfig(max_length=24, windows=2, window_stride=23))
+
+
 # --- config ------------------------------------------------------------------------------------
 
 def test_config_from_params() -> None:
@@ -246,6 +286,7 @@ def test_config_from_params() -> None:
     ({"max_sentences": 0}, "sentence limits"), ({"truncation": "head_tail", "head_tokens": 300},
                                                 "tokenize.head_tokens"),
     ({"max_length": "128"}, "tokenize.max_length"), ({"max_lenght": 128}, "tokenize.max_length"),
+    ({"windows": 0}, "tokenize.windows"),
 ])
 def test_bad_config_names_the_key(params: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):

@@ -93,10 +93,16 @@ class TokenizeConfig:
     max_sentences: int = 30
     max_sentence_tokens: int = 64
     batch_size: int = 1024  # documents per tokenizer call
+    # finetune: up to `windows` windows of max_length tokens per document, a new one every
+    # `window_stride` text tokens, their logits pooled per document (1: the truncated text only)
+    windows: int = 1
+    window_stride: int = 128
 
     def check(self) -> None:
         _check(self.max_length >= 3 and self.max_sentences >= 1 and self.max_sentence_tokens >= 1,
                "tokenize.max_length must be >= 3 and the sentence limits >= 1")
+        _check(self.windows >= 1 and self.window_stride >= 1,
+               f"tokenize.windows={self.windows} and window_stride={self.window_stride} must be >= 1")
         _check(self.truncation != "head_tail" or 0 <= self.head_tokens <= self.max_length,
                "tokenize.head_tokens must be between 0 and max_length")
         _check(self.batch_size >= 1, "tokenize.batch_size must be positive")
@@ -211,6 +217,8 @@ class FinetuneConfig:
     # dropout on the attention probabilities; None keeps the encoder's own (0.1 for BERT and MiniLM).
     # 0 lets attention train in SDPA's fused kernel on a CPU instead of the unfused math path.
     attention_dropout: float | None = None
+    # how the logits of a document's windows (tokenize.windows > 1) become the document's
+    window_pool: Literal["mean", "max"] = "mean"
 
     def check(self) -> None:
         _check(0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay must be in (0, 1]")

@@ -42,8 +42,9 @@ class Batch:
     sentence_tokens: torch.Tensor | None = None  # [N, L, D], all sentences of the batch
     sentence_lengths: torch.Tensor | None = None  # [N]
     doc_sentences: torch.Tensor | None = None  # [B], sentences per document
-    input_ids: torch.Tensor | None = None  # [B, T]
-    attention_mask: torch.Tensor | None = None  # [B, T]
+    input_ids: torch.Tensor | None = None  # [B, T], or [W, T]: the windows of B documents
+    attention_mask: torch.Tensor | None = None  # [B, T] or [W, T]
+    doc_windows: torch.Tensor | None = None  # [B], windows per document when input_ids are windows
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch with every tensor on `device`."""
@@ -109,27 +110,61 @@ def length_batches(lengths: np.ndarray, max_batch_tokens: int) -> list[np.ndarra
 # ---- stores
 
 
+def _flat(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays as one int64 array and the offsets of each (``len(arrays) + 1``)."""
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+    return (np.concatenate(arrays) if arrays else np.zeros(0)).astype(np.int64), offsets
+
+
 class TokenStore:
-    """One tokenized split: the ids of document ``i`` are ``values[offsets[i]:offsets[i + 1]]``."""
+    """One tokenized split: the ids of document ``i`` are ``values[offsets[i]:offsets[i + 1]]``.
+
+    With sliding windows (``tokenize.windows > 1``) each document also has its windows: window
+    ``j`` is ``win_values[win_offsets[j]:win_offsets[j + 1]]`` for ``j`` in
+    ``doc_win[i]:doc_win[i + 1]``, and `lengths` (which batches group by) counts every window's tokens.
+    """
+
+    win_values: np.ndarray | None = None
+    win_offsets: np.ndarray | None = None
+    doc_win: np.ndarray | None = None
 
     def __init__(self, tokens_dir: Path, split: str):
-        table = pq.read_table(tokens_dir / f"{split}.parquet", columns=["id", "label", "input_ids"])
+        path = tokens_dir / f"{split}.parquet"
+        names = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=["id", "label", "input_ids",
+                                             *({"windows", "window_lengths"} & names)])
         column = table.column("input_ids").combine_chunks()
         self.values = column.flatten().to_numpy().astype(np.int64)
         self.offsets = column.offsets.to_numpy().astype(np.int64)
         self.lengths = np.diff(self.offsets)
         self.labels = table.column("label").to_numpy().astype(np.int64)
         self.ids = table.column("id").to_pylist()
+        if "window_lengths" in names:  # written since tokenize.windows exists; empty with windows: 1
+            window_lengths = table.column("window_lengths").combine_chunks()
+            if len(window_lengths.flatten()):
+                self._set_windows(table.column("windows").combine_chunks().flatten().to_numpy(),
+                                  window_lengths.flatten().to_numpy(), window_lengths.offsets.to_numpy())
+
+    def _set_windows(self, values: np.ndarray, lengths: np.ndarray, doc_win: np.ndarray) -> None:
+        self.win_values = values.astype(np.int64)
+        self.win_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.doc_win = np.asarray(doc_win, dtype=np.int64)
+        self.lengths = self.win_offsets[self.doc_win[1:]] - self.win_offsets[self.doc_win[:-1]]
 
     @classmethod
-    def from_ids(cls, input_ids: list[np.ndarray]) -> TokenStore:
-        """A store over token ids held in memory (new text at prediction time); no labels."""
+    def from_ids(cls, input_ids: list[np.ndarray], windows: list[np.ndarray] | None = None,
+                 window_lengths: list[np.ndarray] | None = None) -> TokenStore:
+        """A store over token ids held in memory (new text at prediction time); no labels. `windows`
+        and `window_lengths` are the tokenizer's (one entry per document, empty without windows)."""
         store = cls.__new__(cls)
-        store.lengths = np.fromiter((len(x) for x in input_ids), dtype=np.int64, count=len(input_ids))
-        store.offsets = np.concatenate([[0], np.cumsum(store.lengths)]).astype(np.int64)
-        store.values = (np.concatenate(input_ids) if input_ids else np.zeros(0)).astype(np.int64)
+        store.values, store.offsets = _flat(input_ids)
+        store.lengths = np.diff(store.offsets)
         store.labels = np.full(len(input_ids), -1, dtype=np.int64)
         store.ids = [str(i) for i in range(len(input_ids))]
+        if windows is not None and window_lengths is not None and any(len(w) for w in window_lengths):
+            values, _ = _flat(windows)
+            lengths, doc_win = _flat(window_lengths)
+            store._set_windows(values, lengths, doc_win)
         return store
 
     def __len__(self) -> int:
@@ -142,6 +177,18 @@ class TokenStore:
         """The documents `idx`, padded to the longest of them (at least `min_width`), with a mask."""
         input_ids, mask = pad_ids([self.input_ids(int(i)) for i in idx], pad_id, min_width)
         return Batch(input_ids=input_ids, attention_mask=mask, lengths=torch.from_numpy(self.lengths[idx]))
+
+    def window_batch(self, idx: np.ndarray, pad_id: int) -> Batch:
+        """The windows of the documents `idx`, padded to the longest, and how many each has; the
+        documents themselves (`token_batch`) where the store has no windows."""
+        if self.doc_win is None or self.win_offsets is None or self.win_values is None:
+            return self.token_batch(idx, pad_id)
+        offsets, values = self.win_offsets, self.win_values
+        rows = [j for i in idx for j in range(self.doc_win[i], self.doc_win[i + 1])]
+        input_ids, mask = pad_ids([values[offsets[j]:offsets[j + 1]] for j in rows], pad_id)
+        counts = torch.from_numpy(self.doc_win[idx + 1] - self.doc_win[idx])
+        return Batch(input_ids=input_ids, attention_mask=mask, lengths=torch.from_numpy(self.lengths[idx]),
+                     doc_windows=counts)
 
 
 class FeatureStore:
@@ -244,6 +291,12 @@ def concat(a: Store, b: Store) -> Store:
         joined.lengths = np.concatenate([a.lengths, b.lengths])
         joined.labels = np.concatenate([a.labels, b.labels])
         joined.ids = [*a.ids, *b.ids]
+        if a.doc_win is not None and b.doc_win is not None:
+            assert a.win_values is not None and b.win_values is not None and a.win_offsets is not None
+            assert b.win_offsets is not None
+            joined._set_windows(np.concatenate([a.win_values, b.win_values]),
+                                np.concatenate([np.diff(a.win_offsets), np.diff(b.win_offsets)]),
+                                np.concatenate([a.doc_win[:-1], b.doc_win + a.doc_win[-1]]))
         return joined
     assert isinstance(a, FeatureStore) and isinstance(b, FeatureStore)
     return ConcatStore(a, b)

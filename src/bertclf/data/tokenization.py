@@ -14,6 +14,9 @@ Output columns (one row per document):
   ``input_ids`` (the leading special token joins the first span, the trailing one the last);
   each span is at most ``max_sentence_tokens`` long, at most ``max_sentences`` spans
 - ``full_tokens`` (int32): tokens of the text before truncation (specials excluded)
+- ``windows`` (list<int32>), ``window_lengths`` (list<int32>): with ``windows > 1``, the sliding
+  windows of the whole text that fine-tuning reads instead of ``input_ids`` (each with the special
+  tokens, concatenated; `window_starts` says where they start); empty with ``windows: 1``
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ SCHEMA = pa.schema([
     ("length", pa.int32()),
     ("sentence_lengths", pa.list_(pa.int32())),
     ("full_tokens", pa.int32()),
+    ("windows", pa.list_(pa.int32())),
+    ("window_lengths", pa.list_(pa.int32())),
 ])
 
 
@@ -84,6 +89,18 @@ def keep_indices(n: int, budget: int, truncation: str, head_tokens: int) -> np.n
     return np.concatenate([np.arange(head), np.arange(n - (budget - head), n)])
 
 
+def window_starts(n: int, budget: int, stride: int, windows: int) -> np.ndarray:
+    """Where the windows of `budget` tokens over `n` text tokens start: every `stride` tokens, the
+    last one ending where the text ends (so no window is a short remainder); a text that would need
+    more than `windows` gets `windows` of them spread evenly from its start to its end."""
+    if n <= budget:
+        return np.zeros(1, dtype=np.int64)
+    needed = 1 + -(-(n - budget) // stride)
+    if needed <= windows:
+        return np.minimum(np.arange(needed) * stride, n - budget)
+    return np.linspace(0, n - budget, windows).round().astype(np.int64)
+
+
 def sentence_spans(sentence_ids: np.ndarray, max_tokens: int, max_sentences: int) -> np.ndarray:
     """Lengths of runs of equal sentence id, each run cut into pieces of at most `max_tokens`."""
     if len(sentence_ids) == 0:
@@ -116,6 +133,9 @@ class DocumentTokenizer:
         self.budget = cfg.max_length - len(self.prefix) - len(self.suffix)
         if self.budget < 1:
             raise ConfigError("params.yaml: tokenize.max_length leaves no room for text")
+        if cfg.windows > 1 and cfg.window_stride > self.budget:
+            raise ConfigError(f"params.yaml: tokenize.window_stride={cfg.window_stride} would skip text: "
+                              f"at most {self.budget} (max_length less the special tokens)")
 
     def encode(self, texts: list[str]) -> dict[str, list]:
         cfg = self.cfg
@@ -127,7 +147,9 @@ class DocumentTokenizer:
             counts.append(len(sentences))
         ids = self.tok(pieces, add_special_tokens=False, return_attention_mask=False,
                        return_token_type_ids=False, verbose=False)["input_ids"]
-        out: dict[str, list] = {"input_ids": [], "length": [], "sentence_lengths": [], "full_tokens": []}
+        out: dict[str, list] = {"input_ids": [], "length": [], "sentence_lengths": [], "full_tokens": [],
+                                "windows": [], "window_lengths": []}
+        no_windows = np.zeros(0, dtype=np.int32)
         start = 0
         for count in counts:
             parts = ids[start:start + count]
@@ -143,6 +165,14 @@ class DocumentTokenizer:
             out["length"].append(len(input_ids))
             out["sentence_lengths"].append(sentence_spans(sid, cfg.max_sentence_tokens, cfg.max_sentences))
             out["full_tokens"].append(len(flat))
+            if cfg.windows > 1:
+                wins = [np.concatenate([self.prefix, flat[a:a + self.budget], self.suffix])
+                           for a in window_starts(len(flat), self.budget, cfg.window_stride, cfg.windows)]
+                out["windows"].append(np.concatenate(wins))
+                out["window_lengths"].append(np.fromiter(map(len, wins), dtype=np.int32))
+            else:
+                out["windows"].append(no_windows)
+                out["window_lengths"].append(no_windows)
         return out
 
 
@@ -162,7 +192,7 @@ def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str,
     """Tokenize one split parquet (id, text, label) into `dst`, streaming by batches."""
     table = pq.read_table(src, columns=["id", "text", "label"])
     t0 = time.perf_counter()
-    docs = tokens = truncated = 0
+    docs = tokens = truncated = windows = 0
     with atomic_path(dst) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         for batch in track(_batches(table, doc_tok.cfg.batch_size), table.num_rows, f"tokenize {src.stem}",
                            "docs", size=len):
@@ -174,7 +204,10 @@ def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str,
                 "length": pa.array(enc["length"], pa.int32()),
                 "sentence_lengths": _list_array(enc["sentence_lengths"]),
                 "full_tokens": pa.array(enc["full_tokens"], pa.int32()),
+                "windows": _list_array(enc["windows"]),
+                "window_lengths": _list_array(enc["window_lengths"]),
             }, schema=SCHEMA))
+            windows += sum(len(w) for w in enc["window_lengths"])
             docs += batch.num_rows
             tokens += int(sum(enc["length"]))
             truncated += sum(f > doc_tok.budget for f in enc["full_tokens"])
@@ -184,6 +217,7 @@ def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str,
         "tokens": tokens,
         "mean_length": round(tokens / max(docs, 1), 1),
         "truncated_fraction": round(truncated / max(docs, 1), 4),
+        **({"winsper_doc": round(windows / max(docs, 1), 3)} if doc_tok.cfg.windows > 1 else {}),
         "seconds": round(seconds, 3),
         "docs_per_s": round(docs / seconds, 1) if seconds > 0 else None,
     }
@@ -203,8 +237,8 @@ def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, cfg: TokenizeCon
         raise ConfigError(f"params.yaml: tokenize.max_length={cfg.max_length} is more than the encoder's "
                           f"{positions} positions ({encoder_dir}/config.json)")
     doc_tok = DocumentTokenizer(load_tokenizer(encoder_dir), cfg)
-    report: dict[str, Any] = {"max_length": cfg.max_length,
-                              "truncation": cfg.truncation, "splits": {}}
+    report: dict[str, Any] = {"max_length": cfg.max_length, "truncation": cfg.truncation,
+                              "windows": cfg.windows, "splits": {}}
     with atomic_path(out, is_dir=True) as tmp:
         for src in sorted(splits.glob("*.parquet")):
             report["splits"][src.stem] = tokenize_file(src, tmp / src.name, doc_tok)

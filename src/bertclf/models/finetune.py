@@ -4,6 +4,11 @@
 (Sun et al. 2019: layer ``l`` of ``L`` gets ``lr * decay ** (L - 1 - l)``, the embeddings
 ``lr * decay ** L``, the head ``lr``), no weight decay on biases and norms. A saved model is a
 Hugging Face model directory.
+
+With sliding windows (``tokenize.windows > 1``) a batch holds the windows of its documents; the
+encoder scores each window and `pool_windows` makes one document's logits of its windows' (mean
+or max, ``finetune.window_pool``), in training as in prediction: the loss is the document's, and
+its gradient reaches every window (mean) or the one that decided (max).
 """
 
 from __future__ import annotations
@@ -23,19 +28,34 @@ from bertclf.models.base import Arch, ModelConfig
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
+def pool_windows(logits: torch.Tensor, doc_windows: torch.Tensor | None, how: str) -> torch.Tensor:
+    """Per-window logits ``[W, C]`` to per-document ``[B, C]``: the mean or max over each
+    document's consecutive `doc_windows` rows; `logits` as they are without windows."""
+    if doc_windows is None:
+        return logits
+    doc = torch.repeat_interleave(torch.arange(len(doc_windows), device=logits.device),
+                                  doc_windows.to(logits.device))
+    index = doc[:, None].expand_as(logits)
+    out = logits.new_zeros((len(doc_windows), logits.shape[1]))
+    reduce = "amax" if how == "max" else "mean"
+    return out.scatter_reduce(0, index, logits, reduce=reduce, include_self=False)
+
+
 class FineTuneClassifier(nn.Module):
     """A Hugging Face sequence classifier behind the same `forward(batch)` as the other archs."""
 
-    def __init__(self, hf_model: nn.Module):
+    def __init__(self, hf_model: nn.Module, window_pool: str = "mean"):
         super().__init__()
         self.model = hf_model
+        self.window_pool = window_pool
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        return pool_windows(logits, batch.doc_windows, self.window_pool)
 
 
-def load_finetune(model_dir: Path, num_labels: int | None = None,
-                  attention_dropout: float | None = None) -> FineTuneClassifier:
+def load_finetune(model_dir: Path, num_labels: int | None = None, attention_dropout: float | None = None,
+                  window_pool: str = "mean") -> FineTuneClassifier:
     """From a local directory: the encoder with a fresh head (`num_labels`), or a trained model;
     `attention_dropout` replaces the encoder's dropout on attention probabilities."""
     from transformers import AutoModelForSequenceClassification
@@ -44,7 +64,7 @@ def load_finetune(model_dir: Path, num_labels: int | None = None,
     if attention_dropout is not None:
         kwargs["attention_probs_dropout_prob"] = attention_dropout
     return FineTuneClassifier(from_local(AutoModelForSequenceClassification, model_dir,
-                                         attn_implementation="sdpa", **kwargs))
+                                         attn_implementation="sdpa", **kwargs), window_pool)
 
 
 def layerwise_param_groups(model: FineTuneClassifier, lr: float, decay: float,
@@ -75,11 +95,11 @@ def _param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
 
 
 def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    return load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout)
+    return load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout, cfg.window_pool)
 
 
 def _batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
-    return store.token_batch(idx, cfg.pad_id)
+    return store.window_batch(idx, cfg.pad_id)
 
 
 def _save(model: nn.Module, out: Path) -> None:
@@ -88,7 +108,7 @@ def _save(model: nn.Module, out: Path) -> None:
 
 
 def _load(cfg: ModelConfig, model_dir: Path) -> nn.Module:
-    return load_finetune(model_dir)
+    return load_finetune(model_dir, window_pool=cfg.window_pool)
 
 
 ARCH = Arch("finetune", reads="tokens", build=_build, batch=_batch, export="model",

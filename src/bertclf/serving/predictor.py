@@ -29,6 +29,7 @@ from bertclf.errors import BertclfError
 from bertclf.inference import autocast, predict_logits, resolve_device, resolve_precision
 from bertclf.model_dir import ENCODER, load_classifier, read_config
 from bertclf.models import ModelConfig, get
+from bertclf.models.finetune import pool_windows
 
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has bf16 units
 ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
@@ -63,15 +64,16 @@ def onnx_session(path: Path, threads: int = 0) -> Any:
 class OnnxClassifier(nn.Module):
     """A whole model exported to ONNX (the token-id archs: finetune, cnn), behind `forward(batch)`."""
 
-    def __init__(self, path: Path, threads: int = 0):
+    def __init__(self, path: Path, threads: int = 0, window_pool: str = "mean"):
         super().__init__()
         self.session = onnx_session(path, threads)
+        self.window_pool = window_pool
 
     def forward(self, batch: Batch) -> torch.Tensor:
         assert batch.input_ids is not None and batch.attention_mask is not None
         feed = {"input_ids": batch.input_ids.numpy(), "attention_mask": batch.attention_mask.numpy()}
         (logits,) = self.session.run(["logits"], feed)
-        return torch.from_numpy(logits)
+        return pool_windows(torch.from_numpy(logits), batch.doc_windows, self.window_pool)
 
 
 class OnnxEncoder:
@@ -116,7 +118,7 @@ class TextClassifier:
         self.tokenizer = DocumentTokenizer(self._tokenizer(), self.tokenize_cfg)
         self.model: nn.Module
         if self.runtime == "onnx" and self.family.export == "model":
-            self.model = OnnxClassifier(self._need(ONNX_FILE), threads)
+            self.model = OnnxClassifier(self._need(ONNX_FILE), threads, self.model_cfg.window_pool)
         else:
             self.model, _ = load_classifier(self.model_dir)
             self.model.to(self.device)
@@ -168,7 +170,7 @@ class TextClassifier:
     def store(self, encoded: dict[str, list]) -> FeatureStore | TokenStore:
         """The model's input for encoded texts: token ids, or the encoder's token vectors."""
         if self.encode_ids is None:
-            return TokenStore.from_ids(encoded["input_ids"])
+            return TokenStore.from_ids(encoded["input_ids"], encoded["windows"], encoded["window_lengths"])
         ids = encoded["input_ids"]
         lengths = np.asarray(encoded["length"], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -215,7 +217,8 @@ class TextClassifier:
         return {"model": str(self.model_dir), "arch": self.arch, "runtime": self.runtime,
                 "quantize": self.config.get("runtime", {}).get("quantize"), "labels": len(self.labels),
                 "device": str(self.device), "precision": self.precision, "threads": torch.get_num_threads(),
-                "max_length": self.tokenize_cfg.max_length, "truncation": self.tokenize_cfg.truncation}
+                "max_length": self.tokenize_cfg.max_length, "truncation": self.tokenize_cfg.truncation,
+                "windows": self.tokenize_cfg.windows}
 
 
 def load(model_dir: str | Path, **kwargs: Any) -> TextClassifier:
