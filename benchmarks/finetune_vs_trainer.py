@@ -89,6 +89,18 @@ def bertclf_no_attention_dropout_run(tokens: Path, encoder: Path, batch_size: in
     return bertclf_run(tokens, encoder, batch_size, precision, seed, {"finetune.attention_dropout": 0.0})
 
 
+def bertclf_frozen_embeddings_run(tokens: Path, encoder: Path, batch_size: int, precision: str,
+                                  seed: int) -> float:
+    """bertclf with `finetune.freeze_embeddings: true` (for `--compare-frozen-embeddings`)."""
+    return bertclf_run(tokens, encoder, batch_size, precision, seed, {"finetune.freeze_embeddings": True})
+
+
+def bertclf_levers_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+    """bertclf with both levers: frozen word embeddings and no attention dropout."""
+    return bertclf_run(tokens, encoder, batch_size, precision, seed,
+                       {"finetune.freeze_embeddings": True, "finetune.attention_dropout": 0.0})
+
+
 def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int,
                 overrides: dict[str, Any] | None = None) -> float:
     """Seconds of bertclf's epoch loop (the `train_seconds` it reports), one epoch."""
@@ -161,6 +173,9 @@ def main() -> None:
                         help="also bertclf with the unfused AdamW it used before (the gain of fusing)")
     parser.add_argument("--compare-attention-dropout", action="store_true",
                         help="also bertclf with finetune.attention_dropout: 0 (SDPA's fused kernel)")
+    parser.add_argument("--compare-frozen-embeddings", action="store_true",
+                        help="also bertclf with finetune.freeze_embeddings, alone and with "
+                             "attention_dropout 0")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not args.tokens.exists() or not args.encoder.exists():
@@ -175,6 +190,9 @@ def main() -> None:
         runs.append(("bertclf_unfused", bertclf_unfused_run))
     if args.compare_attention_dropout:
         runs.append(("bertclf_attention_dropout_0", bertclf_no_attention_dropout_run))
+    if args.compare_frozen_embeddings:
+        runs += [("bertclf_frozen_embeddings", bertclf_frozen_embeddings_run),
+                 ("bertclf_frozen_embeddings_attention_dropout_0", bertclf_levers_run)]
     methods = {f"{who}_{p}": (fn, p) for p in precisions for who, fn in runs}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +233,13 @@ def main() -> None:
         result["attention_dropout_0_gain"] = {
             p: round(rate[f"bertclf_attention_dropout_0_{p}"]["samples_per_s"]
                      / rate[f"bertclf_{p}"]["samples_per_s"], 2) for p in precisions}
+    levers = ("frozen_embeddings", "frozen_embeddings_attention_dropout_0")
+    for lever in levers if args.compare_frozen_embeddings else ():
+        speed = {p: rate[f"bertclf_{lever}_{p}"]["samples_per_s"] for p in precisions}
+        result[f"{lever}_gain"] = {p: round(speed[p] / rate[f"bertclf_{p}"]["samples_per_s"], 2)
+                                   for p in precisions}
+        result[f"{lever}_vs_trainer"] = {p: round(speed[p] / rate[f"trainer_{p}"]["samples_per_s"], 2)
+                                         for p in precisions}
     finish(result, args.out, load_before)
 
 

@@ -235,3 +235,14 @@ def test_pool_windows_is_the_mean_or_max_of_each_documents_windows() -> None:
     assert pool_windows(logits, None, "mean") is logits
     pool_windows(logits, counts, "mean").sum().backward()  # every window gets its document's gradient
     assert torch.allclose(logits.grad, (1 / counts).repeat_interleave(counts)[:, None].expand(7, 3))
+
+
+def test_frozen_word_embeddings_stay_pre_trained(inputs: Inputs, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    run(inputs, tmp_path, {"freeze_embeddings": True}, arch="finetune", lr=5e-3, epochs=1)
+    before = load_finetune(tiny_bert_dir, num_labels=2).model.state_dict()
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    words = next(k for k in after if k.endswith("word_embeddings.weight"))
+    assert torch.equal(after[words], before[words])
+    moved = [k for k in after if "encoder.layer" in k and not torch.equal(after[k], before[k])]
+    assert moved  # the rest trained
+    assert load_classifier(tmp_path / "model")[1]["model"]["freeze_embeddings"] is True

@@ -219,6 +219,9 @@ class FinetuneConfig:
     attention_dropout: float | None = None
     # how the logits of a document's windows (tokenize.windows > 1) become the document's
     window_pool: Literal["mean", "max"] = "mean"
+    # keep the word embeddings (a third of MiniLM's weights) as pre-trained: no gradient, no
+    # optimizer state, a cheaper step
+    freeze_embeddings: bool = False
 
     def check(self) -> None:
         _check(0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay must be in (0, 1]")

@@ -95,7 +95,10 @@ def _param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
 
 
 def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    return load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout, cfg.window_pool)
+    model = load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout, cfg.window_pool)
+    if cfg.freeze_embeddings:  # layerwise_param_groups leaves out what needs no gradient
+        model.model.get_input_embeddings().weight.requires_grad_(False)
+    return model
 
 
 def _batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
