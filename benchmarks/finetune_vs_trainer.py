@@ -66,6 +66,8 @@ def write_tokens(out: Path, docs: dict[str, list], labels: list[str]) -> None:
             "length": pa.array([len(x) for x in ids], pa.int32()),
             "sentence_lengths": pa.array([[len(x)] for x in ids], pa.list_(pa.int32())),
             "full_tokens": pa.array([len(x) for x in ids], pa.int32()),
+            "windows": pa.array([[] for _ in ids], pa.list_(pa.int32())),  # no sliding windows
+            "window_lengths": pa.array([[] for _ in ids], pa.list_(pa.int32())),
         }, schema=SCHEMA), out / f"{split}.parquet")
     (out / "meta.json").write_text(json.dumps({"labels": labels}))
 
