@@ -192,8 +192,8 @@ def test_sliding_windows_read_what_truncation_cuts_off(late_label: Path, tiny_be
                                                        tmp_path: Path, pool: str) -> None:
     """With the label past the head, truncated fine-tuning guesses; windows over the whole text
     learn it, and the saved model pools the windows of raw text the same way as validation."""
-    accuracy = {}
-    for windows in (1, 3):
+    accuracy = {1: 0.5}
+    for windows in (1, 3) if pool == "mean" else (3,):  # the truncated baseline once
         tokens = tmp_path / f"tokens{windows}"
         tokenize_splits(late_label, tiny_bert_dir, tokens,
                         TokenizeConfig(max_length=16, windows=windows, window_stride=14))
