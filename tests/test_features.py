@@ -118,6 +118,8 @@ def test_length_batches_cover_every_document_once_within_the_budget() -> None:
         assert len(batch) == 1 or len(batch) * lengths[batch].max() <= 1024
     assert [int(lengths[b].max()) for b in batches] == sorted((int(lengths[b].max()) for b in batches),
                                                                reverse=True)  # longest first
+    capped = length_batches(lengths, max_batch_tokens=1024, max_docs=7)
+    assert max(map(len, capped)) == 7 and sorted(np.concatenate(capped).tolist()) == list(range(500))
 
 
 # --- a disk that cannot hold the vectors, and what a killed run left --------------------------

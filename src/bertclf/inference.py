@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bertclf.data.stores import Batch, eval_batches
+from bertclf.data.stores import Batch, eval_batches, length_batches
 from bertclf.errors import BertclfError
 from bertclf.progress import track
 
@@ -53,15 +53,19 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 @torch.inference_mode()
 def predict_logits(model: nn.Module, store: Any, make: Callable[[Any, np.ndarray], Batch], batch_size: int,
                    device: torch.device | str = "cpu", num_labels: int = 0,
-                   subset: np.ndarray | None = None, desc: str | None = None) -> np.ndarray:
+                   subset: np.ndarray | None = None, desc: str | None = None,
+                   max_batch_tokens: int = 0) -> np.ndarray:
     """Logits for the documents of `store` (or `subset` of them), in the store's order; rows
-    outside the subset stay zero. Batched longest first, `make(store, idx)` building each batch;
+    outside the subset stay zero. Batched longest first, `batch_size` documents a batch (and no
+    more than `max_batch_tokens` padded tokens when > 0), `make(store, idx)` building each batch;
     `desc` names the work in progress reports."""
     model.eval()
     rows = np.arange(len(store)) if subset is None else subset
     out: np.ndarray | None = np.zeros((len(store), num_labels), dtype=np.float32) if num_labels else None
-    for batch_rows in track(eval_batches(store.lengths[rows], batch_size), len(rows), desc or "", "docs",
-                            size=len, enabled=desc is not None):
+    lengths = store.lengths[rows]
+    batches = (length_batches(lengths, max_batch_tokens, batch_size) if max_batch_tokens > 0
+               else eval_batches(lengths, batch_size))
+    for batch_rows in track(batches, len(rows), desc or "", "docs", size=len, enabled=desc is not None):
         idx = rows[batch_rows]
         logits = model(make(store, idx).to(device)).float().cpu().numpy()
         if out is None:

@@ -96,12 +96,14 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def length_batches(lengths: np.ndarray, max_batch_tokens: int) -> list[np.ndarray]:
-    """Every document once, longest first, in batches whose padded size stays under the budget."""
+def length_batches(lengths: np.ndarray, max_batch_tokens: int, max_docs: int = 0) -> list[np.ndarray]:
+    """Every document once, longest first, in batches whose padded size stays under the budget
+    (and of at most `max_docs` documents when > 0)."""
     order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
     batches, start = [], 0
     while start < len(order):
         size = max(1, max_batch_tokens // max(int(lengths[order[start]]), 1))
+        size = min(size, max_docs) if max_docs > 0 else size
         batches.append(order[start:start + size])
         start += size
     return batches

@@ -35,6 +35,9 @@ PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has bf16 
 ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
 ENCODER_ONNX_FILE = "encoder.onnx"  # the exported encoder of a token-vector model (its head stays in PyTorch)
 MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (token-vector models), as featurize's default
+# padded tokens per forward pass of a token-id model (at most `batch_size` texts): on r8's
+# 100-token texts 1.34x the speed of 64 texts a pass (bf16, Zen 5), as fast on 27-token sentences
+PREDICT_BATCH_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,9 @@ class TextClassifier:
 
     def logits_of(self, store: FeatureStore | TokenStore) -> np.ndarray:
         with self._autocast():
-            return predict_logits(self.model, store, self.batch, self.batch_size, self.device)
+            budget = PREDICT_BATCH_TOKENS if self.family.reads == "tokens" else 0
+            return predict_logits(self.model, store, self.batch, self.batch_size, self.device,
+                                  max_batch_tokens=budget)
 
     def batch(self, store: FeatureStore | TokenStore, idx: np.ndarray) -> Batch:
         """The model's inputs for documents `idx` of `store`."""
@@ -218,7 +223,8 @@ class TextClassifier:
                 "quantize": self.config.get("runtime", {}).get("quantize"), "labels": len(self.labels),
                 "device": str(self.device), "precision": self.precision, "threads": torch.get_num_threads(),
                 "max_length": self.tokenize_cfg.max_length, "truncation": self.tokenize_cfg.truncation,
-                "windows": self.tokenize_cfg.windows}
+                "windows": self.tokenize_cfg.windows,
+                "max_batch_tokens": PREDICT_BATCH_TOKENS if self.family.reads == "tokens" else None}
 
 
 def load(model_dir: str | Path, **kwargs: Any) -> TextClassifier:
