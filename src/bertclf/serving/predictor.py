@@ -35,8 +35,9 @@ PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has bf16 
 ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
 ENCODER_ONNX_FILE = "encoder.onnx"  # the exported encoder of a token-vector model (its head stays in PyTorch)
 MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (token-vector models), as featurize's default
-# padded tokens per forward pass of a token-id model (at most `batch_size` texts): on r8's
-# 100-token texts 1.34x the speed of 64 texts a pass (bf16, Zen 5), as fast on 27-token sentences
+# padded tokens per forward pass of a token-id model (at most `batch_size` texts): against 64
+# texts a pass, 1.10x on r8's 100-token texts and 1.19x on IMDB's 203 (bf16, Zen 5); sentences of
+# 27 tokens reach 64 texts first (benchmarks/results/predict_batching.json)
 PREDICT_BATCH_TOKENS = 2048
 
 
