@@ -219,7 +219,7 @@ class FinetuneConfig:
     attention_dropout: float | None = None
     # how the logits of a document's windows (tokenize.windows > 1) become the document's
     window_pool: Literal["mean", "max"] = "mean"
-    # keep the word embeddings (a third of MiniLM's weights) as pre-trained: no gradient, no
+    # keep the word embeddings (half of MiniLM's weights) as pre-trained: no gradient, no
     # optimizer state, a cheaper step
     freeze_embeddings: bool = False
 
