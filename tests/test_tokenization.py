@@ -371,3 +371,15 @@ def test_max_length_above_the_encoders_limit_is_refused(tiny_bert_dir: Path, tmp
     with pytest.raises(ConfigError, match="max_length"):  # the tiny encoder has 128 positions
         tokenize_splits(splits, tiny_bert_dir, tmp_path / "tokens", TokenizeConfig(max_length=256))
     assert not (tmp_path / "tokens").exists()
+
+
+def test_windows_are_written_and_counted(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    splits = write_split_dir(tmp_path / "split")
+    report = tokenize_splits(splits, tiny_bert_dir, tmp_path / "tokens",
+                             TokenizeConfig(max_length=12, windows=3, window_stride=6))
+    table = pq.read_table(tmp_path / "tokens" / "train.parquet")
+    counts = [len(w) for w in table.column("window_lengths").to_pylist()]
+    assert report["windows"] == 3 and min(counts) >= 1 and max(counts) <= 3
+    assert report["splits"]["train"]["windows_per_doc"] == round(sum(counts) / len(counts), 3)
+    assert [sum(w) for w in table.column("window_lengths").to_pylist()] == [
+        len(w) for w in table.column("windows").to_pylist()]

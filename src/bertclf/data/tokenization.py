@@ -217,7 +217,7 @@ def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str,
         "tokens": tokens,
         "mean_length": round(tokens / max(docs, 1), 1),
         "truncated_fraction": round(truncated / max(docs, 1), 4),
-        **({"winsper_doc": round(windows / max(docs, 1), 3)} if doc_tok.cfg.windows > 1 else {}),
+        **({"windows_per_doc": round(windows / max(docs, 1), 3)} if doc_tok.cfg.windows > 1 else {}),
         "seconds": round(seconds, 3),
         "docs_per_s": round(docs / seconds, 1) if seconds > 0 else None,
     }
