@@ -103,6 +103,19 @@ def bertclf_levers_run(tokens: Path, encoder: Path, batch_size: int, precision: 
                        {"finetune.freeze_embeddings": True, "finetune.attention_dropout": 0.0})
 
 
+def bertclf_no_dropout_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+    """bertclf with no dropout at all: `finetune.hidden_dropout: 0` and `attention_dropout: 0`."""
+    return bertclf_run(tokens, encoder, batch_size, precision, seed,
+                       {"finetune.hidden_dropout": 0.0, "finetune.attention_dropout": 0.0})
+
+
+def bertclf_all_levers_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
+    """bertclf with no dropout and frozen word embeddings."""
+    return bertclf_run(tokens, encoder, batch_size, precision, seed,
+                       {"finetune.hidden_dropout": 0.0, "finetune.attention_dropout": 0.0,
+                        "finetune.freeze_embeddings": True})
+
+
 def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int,
                 overrides: dict[str, Any] | None = None) -> float:
     """Seconds of bertclf's epoch loop (the `train_seconds` it reports), one epoch."""
@@ -178,6 +191,9 @@ def main() -> None:
     parser.add_argument("--compare-frozen-embeddings", action="store_true",
                         help="also bertclf with finetune.freeze_embeddings, alone and with "
                              "attention_dropout 0")
+    parser.add_argument("--compare-no-dropout", action="store_true",
+                        help="also bertclf with no dropout (hidden and attention 0), alone and with "
+                             "frozen word embeddings")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not args.tokens.exists() or not args.encoder.exists():
@@ -195,6 +211,9 @@ def main() -> None:
     if args.compare_frozen_embeddings:
         runs += [("bertclf_frozen_embeddings", bertclf_frozen_embeddings_run),
                  ("bertclf_frozen_embeddings_attention_dropout_0", bertclf_levers_run)]
+    if args.compare_no_dropout:
+        runs += [("bertclf_no_dropout", bertclf_no_dropout_run),
+                 ("bertclf_frozen_embeddings_no_dropout", bertclf_all_levers_run)]
     methods = {f"{who}_{p}": (fn, p) for p in precisions for who, fn in runs}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,8 +254,10 @@ def main() -> None:
         result["attention_dropout_0_gain"] = {
             p: round(rate[f"bertclf_attention_dropout_0_{p}"]["samples_per_s"]
                      / rate[f"bertclf_{p}"]["samples_per_s"], 2) for p in precisions}
-    levers = ("frozen_embeddings", "frozen_embeddings_attention_dropout_0")
-    for lever in levers if args.compare_frozen_embeddings else ():
+    levers = [*(("frozen_embeddings", "frozen_embeddings_attention_dropout_0")
+                if args.compare_frozen_embeddings else ()),
+              *(("no_dropout", "frozen_embeddings_no_dropout") if args.compare_no_dropout else ())]
+    for lever in levers:
         speed = {p: rate[f"bertclf_{lever}_{p}"]["samples_per_s"] for p in precisions}
         result[f"{lever}_gain"] = {p: round(speed[p] / rate[f"bertclf_{p}"]["samples_per_s"], 2)
                                    for p in precisions}

@@ -120,6 +120,21 @@ def test_attention_dropout_replaces_the_encoders_own_and_is_saved(inputs: Inputs
     assert load_classifier(tmp_path / "model")[1]["model"]["attention_dropout"] == 0.0
 
 
+def test_hidden_dropout_replaces_the_encoders_own_and_is_saved(inputs: Inputs, tmp_path: Path,
+                                                                tiny_bert_dir: Path) -> None:
+    own = json.loads((tiny_bert_dir / "config.json").read_text())["hidden_dropout_prob"]
+    run(inputs, tmp_path, {"hidden_dropout": 0.0}, arch="finetune", lr=2e-3, epochs=1)
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == 0.0 != own
+    assert load_classifier(tmp_path / "model")[1]["model"]["hidden_dropout"] == 0.0
+    # no dropout anywhere: training mode computes what evaluation does
+    model = load_finetune(tmp_path / "model", attention_dropout=0.0)
+    ids = torch.tensor([[101, 7, 8, 9, 102]])
+    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids))
+    train_logits = model.train()(batch)
+    assert torch.allclose(train_logits, model.eval()(batch))
+
+
 def test_layerwise_lr_decay_gives_each_layer_its_rate(tiny_bert_dir: Path) -> None:
     model = load_finetune(tiny_bert_dir, num_labels=3)
     layers = model.model.config.num_hidden_layers  # 2

@@ -217,6 +217,10 @@ class FinetuneConfig:
     # dropout on the attention probabilities; None keeps the encoder's own (0.1 for BERT and MiniLM).
     # 0 lets attention train in SDPA's fused kernel on a CPU instead of the unfused math path.
     attention_dropout: float | None = None
+    # dropout on the hidden states (after the embeddings, each attention output and feed-forward
+    # block, and before the head); None keeps the encoder's own (0.1). 0 skips its random masks,
+    # the largest single cost of a CPU training step in the profile of benchmarks/README.md.
+    hidden_dropout: float | None = None
     # how the logits of a document's windows (tokenize.windows > 1) become the document's
     window_pool: Literal["mean", "max"] = "mean"
     # keep the word embeddings (half of MiniLM's weights) as pre-trained: no gradient, no
@@ -227,6 +231,8 @@ class FinetuneConfig:
         _check(0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay must be in (0, 1]")
         _check(self.attention_dropout is None or 0 <= self.attention_dropout < 1,
                f"finetune.attention_dropout={self.attention_dropout} must be null or in [0, 1)")
+        _check(self.hidden_dropout is None or 0 <= self.hidden_dropout < 1,
+               f"finetune.hidden_dropout={self.hidden_dropout} must be null or in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class ModelConfig:
     num_filters: int = 100  # cnn: filters per width
     filter_widths: tuple[int, ...] = (3, 4, 5)
     attention_dropout: float | None = None  # finetune: None keeps the encoder's own
+    hidden_dropout: float | None = None  # finetune: None keeps the encoder's own
     window_pool: str = "mean"  # finetune: how the logits of a document's windows are pooled
     freeze_embeddings: bool = False  # finetune: the word embeddings get no gradient
 

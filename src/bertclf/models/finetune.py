@@ -55,14 +55,17 @@ class FineTuneClassifier(nn.Module):
 
 
 def load_finetune(model_dir: Path, num_labels: int | None = None, attention_dropout: float | None = None,
-                  window_pool: str = "mean") -> FineTuneClassifier:
+                  window_pool: str = "mean", hidden_dropout: float | None = None) -> FineTuneClassifier:
     """From a local directory: the encoder with a fresh head (`num_labels`), or a trained model;
-    `attention_dropout` replaces the encoder's dropout on attention probabilities."""
+    `attention_dropout` and `hidden_dropout` replace the encoder's dropout on attention
+    probabilities and on hidden states (the head's too)."""
     from transformers import AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"num_labels": num_labels} if num_labels else {}
     if attention_dropout is not None:
         kwargs["attention_probs_dropout_prob"] = attention_dropout
+    if hidden_dropout is not None:
+        kwargs["hidden_dropout_prob"] = hidden_dropout
     return FineTuneClassifier(from_local(AutoModelForSequenceClassification, model_dir,
                                          attn_implementation="sdpa", **kwargs), window_pool)
 
@@ -95,7 +98,8 @@ def _param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
 
 
 def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    model = load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout, cfg.window_pool)
+    model = load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout, cfg.window_pool,
+                          cfg.hidden_dropout)
     if cfg.freeze_embeddings:  # layerwise_param_groups leaves out what needs no gradient
         model.model.get_input_embeddings().weight.requires_grad_(False)
     return model
