@@ -21,6 +21,7 @@ run of each, then `--repeats` interleaved rounds (`benchlib`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -85,35 +86,17 @@ def bertclf_unfused_run(tokens: Path, encoder: Path, batch_size: int, precision:
         return bertclf_run(tokens, encoder, batch_size, precision, seed)
 
 
-def bertclf_no_attention_dropout_run(tokens: Path, encoder: Path, batch_size: int, precision: str,
-                                     seed: int) -> float:
-    """bertclf with `finetune.attention_dropout: 0` (for `--compare-attention-dropout`)."""
-    return bertclf_run(tokens, encoder, batch_size, precision, seed, {"finetune.attention_dropout": 0.0})
-
-
-def bertclf_frozen_embeddings_run(tokens: Path, encoder: Path, batch_size: int, precision: str,
-                                  seed: int) -> float:
-    """bertclf with `finetune.freeze_embeddings: true` (for `--compare-frozen-embeddings`)."""
-    return bertclf_run(tokens, encoder, batch_size, precision, seed, {"finetune.freeze_embeddings": True})
-
-
-def bertclf_levers_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
-    """bertclf with both levers: frozen word embeddings and no attention dropout."""
-    return bertclf_run(tokens, encoder, batch_size, precision, seed,
-                       {"finetune.freeze_embeddings": True, "finetune.attention_dropout": 0.0})
-
-
-def bertclf_no_dropout_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
-    """bertclf with no dropout at all: `finetune.hidden_dropout: 0` and `attention_dropout: 0`."""
-    return bertclf_run(tokens, encoder, batch_size, precision, seed,
-                       {"finetune.hidden_dropout": 0.0, "finetune.attention_dropout": 0.0})
-
-
-def bertclf_all_levers_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:
-    """bertclf with no dropout and frozen word embeddings."""
-    return bertclf_run(tokens, encoder, batch_size, precision, seed,
-                       {"finetune.hidden_dropout": 0.0, "finetune.attention_dropout": 0.0,
-                        "finetune.freeze_embeddings": True})
+# bertclf with one or more speed levers on: the run's name -> its params overrides
+NO_ATTENTION_DROPOUT = {"finetune.attention_dropout": 0.0}
+FROZEN = {"finetune.freeze_embeddings": True}
+NO_DROPOUT = {"finetune.hidden_dropout": 0.0, **NO_ATTENTION_DROPOUT}
+LEVERS = {
+    "attention_dropout_0": NO_ATTENTION_DROPOUT,  # --compare-attention-dropout
+    "frozen_embeddings": FROZEN,  # --compare-frozen-embeddings
+    "frozen_embeddings_attention_dropout_0": {**FROZEN, **NO_ATTENTION_DROPOUT},
+    "no_dropout": NO_DROPOUT,  # --compare-no-dropout
+    "frozen_embeddings_no_dropout": {**FROZEN, **NO_DROPOUT},
+}
 
 
 def bertclf_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int,
@@ -206,14 +189,12 @@ def main() -> None:
     runs = [("bertclf", bertclf_run), ("trainer", trainer_run)]
     if args.compare_unfused:
         runs.append(("bertclf_unfused", bertclf_unfused_run))
-    if args.compare_attention_dropout:
-        runs.append(("bertclf_attention_dropout_0", bertclf_no_attention_dropout_run))
-    if args.compare_frozen_embeddings:
-        runs += [("bertclf_frozen_embeddings", bertclf_frozen_embeddings_run),
-                 ("bertclf_frozen_embeddings_attention_dropout_0", bertclf_levers_run)]
-    if args.compare_no_dropout:
-        runs += [("bertclf_no_dropout", bertclf_no_dropout_run),
-                 ("bertclf_frozen_embeddings_no_dropout", bertclf_all_levers_run)]
+    levers = [*(["attention_dropout_0"] if args.compare_attention_dropout else []),
+              *(["frozen_embeddings", "frozen_embeddings_attention_dropout_0"]
+                if args.compare_frozen_embeddings else []),
+              *(["no_dropout", "frozen_embeddings_no_dropout"] if args.compare_no_dropout else [])]
+    runs += [(f"bertclf_{lever}", functools.partial(bertclf_run, overrides=LEVERS[lever]))
+             for lever in levers]
     methods = {f"{who}_{p}": (fn, p) for p in precisions for who, fn in runs}
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     with tempfile.TemporaryDirectory() as tmp:
@@ -250,13 +231,6 @@ def main() -> None:
         result["fused_gain"] = {p: round(rate[f"bertclf_{p}"]["samples_per_s"]
                                          / rate[f"bertclf_unfused_{p}"]["samples_per_s"], 2)
                                 for p in precisions}
-    if args.compare_attention_dropout:
-        result["attention_dropout_0_gain"] = {
-            p: round(rate[f"bertclf_attention_dropout_0_{p}"]["samples_per_s"]
-                     / rate[f"bertclf_{p}"]["samples_per_s"], 2) for p in precisions}
-    levers = [*(("frozen_embeddings", "frozen_embeddings_attention_dropout_0")
-                if args.compare_frozen_embeddings else ()),
-              *(("no_dropout", "frozen_embeddings_no_dropout") if args.compare_no_dropout else ())]
     for lever in levers:
         speed = {p: rate[f"bertclf_{lever}_{p}"]["samples_per_s"] for p in precisions}
         result[f"{lever}_gain"] = {p: round(speed[p] / rate[f"bertclf_{p}"]["samples_per_s"], 2)
