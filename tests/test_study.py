@@ -133,7 +133,7 @@ def test_compare_takes_the_best_configuration_per_arch_over_its_seeds(
     import bertclf.experiments.compare as compare_mod
 
     def exp(name: str, arch: str, val: float, test: float, dataset: str = "r8", seed: int = 42,
-            dropout: float = 0.5, kind: str = "experiment", baseline: str = "c1",
+            dropout: float = 0.5, kind: str = "experiment", baseline: str = "c1", code: str = "h1",
             combined: tuple[float, float, float] | None = None) -> dict[str, Any]:
         metrics: dict[str, Any] = {"eval": {"val": {"acc": val}, "test": {"acc": test}},
                                    "tfidf": {"tfidf": {"val_acc": 0.95, "test_acc": 0.96}}}
@@ -141,6 +141,7 @@ def test_compare_takes_the_best_configuration_per_arch_over_its_seeds(
             lam, val_both, test_both = combined
             metrics["combine"] = {"combine": {"lambda": lam, "val_acc": val_both, "test_acc": test_both}}
         return {"name": name, "rev": name, "kind": kind, "state": "success", "baseline": baseline,
+                "inputs": {"src/bertclf/models/han.py": code, "inputs/data": "d1"},
                 "params": {"data": {"name": dataset}, "split": {"seed": 42},
                            "train": {"arch": arch, "seed": seed}, "han": {"dropout": dropout},
                            "runtime": {"threads": seed}},
@@ -152,11 +153,12 @@ def test_compare_takes_the_best_configuration_per_arch_over_its_seeds(
         exp("a1", "han", 0.97, 0.95, combined=(0.4, 0.99, 0.97)),
         exp("a1", "han", 0.97, 0.95, kind="commit", combined=(0.4, 0.99, 0.97)),
         exp("a2", "han", 0.98, 0.96, seed=7, combined=(0.2, 0.98, 0.98)),
-        exp("a3", "han", 0.99, 0.97, seed=1, combined=(0.3, 0.97, 0.99)),
+        # (run at a later commit that changed no code: the same configuration)
+        exp("a3", "han", 0.99, 0.97, seed=1, baseline="c2", combined=(0.3, 0.97, 0.99)),
         # han, dropout 0.1: one lucky seed is above the mean of the three above on validation...
         exp("b", "han", 0.985, 0.90, dropout=0.1, combined=(0.1, 0.975, 0.91)),
         # ...and the same params run by other code are another configuration
-        exp("old", "han", 0.999, 0.80, baseline="c0"),
+        exp("old", "han", 0.999, 0.80, seed=5, baseline="c0", code="h0"),
         # with as many seeds, validation decides
         exp("c", "cnn", 0.93, 0.99), exp("d", "finetune", 0.99, 0.98),
         exp("d2", "finetune", 0.995, 0.97, dropout=0.1),

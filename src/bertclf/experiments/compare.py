@@ -1,7 +1,7 @@
 """`bertclf compare`: test accuracy of tfidf / cnn / rnn / han / bigru / finetune on one dataset.
 
 For each arch, the configuration with the best mean validation accuracy on that dataset (over
-its seeds: runs of the same code and params but `train.seed`) among those run with the most
+its seeds: runs of the same code, source data and params but `train.seed`) among those run with the most
 seeds is taken from `dvc exp show`, so one lucky seed does not displace a three-seed mean;
 TF-IDF + logistic regression comes from the tfidf metrics of the same split; "<arch> + tfidf"
 rows are the combine stage's interpolation of the two (λ in the table), picked by their own
@@ -30,11 +30,15 @@ def _split_key(params: dict[str, Any]) -> str:
 
 
 def _config_key(exp: dict[str, Any]) -> str:
-    """What makes runs the same configuration: the code (baseline commit) and every param but
-    `train.seed` and `runtime` (how to compute, never what)."""
+    """What makes runs the same configuration: every param but `train.seed` and `runtime` (how to
+    compute, never what), and the content of the code and source data the stages read, as DVC
+    hashed them, so runs of the same code at two commits (one changed only docs) are one
+    configuration. A run without those hashes falls back on its baseline commit."""
     params = {k: v for k, v in exp["params"].items() if k != "runtime"}
     params["train"] = {k: v for k, v in params.get("train", {}).items() if k != "seed"}
-    return json.dumps({"baseline": exp.get("baseline"), "params": params}, sort_keys=True, default=str)
+    inputs = exp.get("inputs") or {}
+    code = inputs if inputs and all(inputs.values()) else {"baseline": exp.get("baseline")}
+    return json.dumps({"code": code, "params": params}, sort_keys=True, default=str)
 
 
 def _summary(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:

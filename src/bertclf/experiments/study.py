@@ -181,14 +181,19 @@ def _row(rev: dict[str, Any], name: str, kind: str, state: str) -> dict[str, Any
     params = ((body.get("params") or {}).get("params.yaml") or {}).get("data") or {}
     metrics = {path.split("/")[-1].removesuffix(".json"): (m or {}).get("data") or {}
                for path, m in (body.get("metrics") or {}).items()}
+    # What the pipeline reads but no stage writes (code and source data), by content hash.
+    outs = body.get("outs") or {}
+    inputs = {path: (dep or {}).get("hash") for path, dep in (body.get("deps") or {}).items()
+              if path not in outs}
     return {"name": name, "rev": rev.get("rev"), "kind": kind, "state": state, "params": params,
-            "metrics": metrics}
+            "metrics": metrics, "inputs": inputs}
 
 
 def experiments(all_commits: bool = False) -> list[dict[str, Any]]:
     """The workspace, the baseline commits and their experiments (of HEAD, or of every commit),
-    each as {name, rev, kind, state, params, metrics, baseline}; kind is workspace, commit or
-    experiment; baseline is the commit whose code ran ("workspace" for the workspace)."""
+    each as {name, rev, kind, state, params, metrics, inputs, baseline}; kind is workspace, commit
+    or experiment; inputs maps each dependency no stage writes (code, source data) to its hash;
+    baseline is the commit whose code ran ("workspace" for the workspace)."""
     data = json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])).stdout or "[]")
     found = []
     for commit in data:
