@@ -241,6 +241,21 @@ def test_a_change_reruns_only_the_stages_it_reaches(project: Project, tmp_path: 
     assert project.changed() == {"train"}
 
 
+def test_going_back_to_a_variant_restores_its_stages_from_the_run_cache(project: Project) -> None:
+    """Trying a variant and returning recomputes nothing upstream of training: DVC keeps a stage
+    in its run-cache only when every output is cached (or a metric or plot), so a report kept in
+    git as a plain `cache: false` output would make every `dvc exp run` re-featurize."""
+    root = project.root
+    set_params(root, tokenize={"max_length": 32})
+    assert {"tokenize", "featurize"} <= set(project.repro())
+    assert max(token_lengths(root)) <= 32
+    project.run("git", "checkout", "--", "params.yaml")
+    ran = project.repro()
+    assert not set(ran) & {"split", "tokenize", "pretrain", "featurize", "tfidf"}, ran
+    assert max(token_lengths(root)) > 32  # the first variant's tokens, restored
+    assert project.changed() == set()
+
+
 def test_typos_and_dvc_written_numbers(project: Project) -> None:
     root = project.root
     text = (root / "params.yaml").read_text()
