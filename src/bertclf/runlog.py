@@ -1,8 +1,9 @@
 """Stage reports, split by whether a re-run reproduces them.
 
 A stage's report holds counts and settings (rows per split, tokens, padding, epochs run…) and
-run facts (seconds, throughput, threads, device, the CPU). The first kind is a DVC output kept in
-git (``reports/pipeline/<stage>.json``): the same params on the same machine give the same bytes.
+run facts (seconds, throughput, threads, device, the CPU). The first kind is a DVC output, cached
+like the data (``reports/pipeline/<stage>.json``): the same params on the same machine give the
+same bytes.
 The second changes on every run, so it is written to an untracked run log (``logs/<stage>.json``,
 git-ignored): were it a DVC output, every `dvc repro -f` would rewrite dvc.lock and leave git
 dirty.
