@@ -100,38 +100,68 @@ def warn_small_classes(pool: pd.DataFrame, names: list[str], carve_test: bool) -
 
 
 def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
-    """Apply the split protocol of params `split` to a raw dataset."""
-    val_fraction, test_fraction = split.val_fraction, split.test_fraction
-    empty_policy, dedupe = split.empty_texts, split.dedupe
+    """Apply the split protocol of params `split` to a raw dataset.
+
+    The steps run in this order, drawing from one seeded generator: read, drop empty texts,
+    check the labels, carve (or take) the test set, dedupe, carve validation, subsample test.
+    """
     rng = np.random.default_rng(split.seed)
     report: dict[str, Any] = {"dataset": raw.name}
+    pool, test = _read(raw, report)
+    pool = _drop_empty_texts(raw, pool, test, split.empty_texts, report)
+    names = _label_names(raw, pool, test)
+    warn_small_classes(pool, names, test is None)
+    label_to_id = {name: i for i, name in enumerate(names)}
+    pool, test = _carve_test(_numbered(pool, label_to_id), test, label_to_id, split.test_fraction, rng,
+                             report)
+    pool = _dedupe(pool, test, split.dedupe, report)
+    train, val = _carve_val(pool, split, rng)
+    test = _subsample_test(test, split.max_test, rng, report)
+    out = _tables(raw, {"train": train, "val": val, "test": test})
+    report["splits"] = {
+        name: {"rows": len(df), "labels": _label_counts(df, names)} for name, df in out.items()
+    }
+    report["num_labels"] = len(names)
+    return Splits(out["train"], out["val"], out["test"], names, report)
 
+
+def _read(raw: RawDataset, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The training pool and the official test set (None when the dataset has none), labels as text."""
     pool = _normalise_labels(raw.train).reset_index(drop=True)
     test = None if raw.test is None else _normalise_labels(raw.test).reset_index(drop=True)
     report["source_rows"] = {"train": len(pool), "test": None if test is None else len(test)}
+    return pool, test
 
-    # Empty texts: nothing to learn from, but an official test document is still scored.
+
+def _drop_empty_texts(raw: RawDataset, pool: pd.DataFrame, test: pd.DataFrame | None, policy: str,
+                      report: dict[str, Any]) -> pd.DataFrame:
+    """Empty texts: nothing to learn from, so out of the pool; an official test document is still
+    scored. With `policy` "error", the first empty text stops the split."""
     empties: dict[str, int] = {}
     for name, df in (("train", pool), ("test", test)):
         if df is None:
             continue
         is_empty = df["text"].str.strip().eq("")
         empties[name] = int(is_empty.sum())
-        if is_empty.any() and empty_policy == "error":
+        if is_empty.any() and policy == "error":
             first = df.loc[is_empty, "where"].iloc[0]
             raise DataError(f"empty text ({empties[name]} in all); set split.empty_texts: drop to skip them",
                             first)
     pool = pool[~pool["text"].str.strip().eq("")].reset_index(drop=True)
-    report["empty_texts"] = {"policy": empty_policy, **empties}
+    report["empty_texts"] = {"policy": policy, **empties}
     if pool.empty:
         raise DataError("no non-empty training examples", raw.train_file or raw.name)
+    return pool
 
+
+def _label_names(raw: RawDataset, pool: pd.DataFrame, test: pd.DataFrame | None) -> list[str]:
+    """The label names in index order (the dataset's own list, else sorted); refuse a row whose
+    label is not among them, and a dataset of a single label."""
     names = [str(x) for x in raw.labels] if raw.labels else sorted(pool["label"].unique(), key=_sort_key)
-    label_to_id = {name: i for i, name in enumerate(names)}
     for name, df, path in (("train", pool, raw.train_file), ("test", test, raw.test_file)):
         if df is None:
             continue
-        unknown = ~df["label"].isin(label_to_id)
+        unknown = ~df["label"].isin(names)
         if unknown.any():
             first = df[unknown].iloc[0]
             known = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
@@ -141,23 +171,31 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
     if len(names) < 2:
         raise DataError(f"every row has the label {names[0]!r}: a classifier needs at least two labels; "
                         "check data.label_column", raw.train_file or raw.name)
-    warn_small_classes(pool, names, test is None)
-    pool["label"] = _index(pool["label"], label_to_id)
-    pool["order"] = np.arange(len(pool))
+    return names
 
-    if test is None:
-        take = stratified_take(pool["label"].to_numpy(), round(test_fraction * len(pool)), rng)
-        test, pool = pool[take].copy(), pool[~take].copy()
-        report["test_carved_from_train"] = True
-    else:
-        test["label"] = _index(test["label"], label_to_id)
-        test["order"] = np.arange(len(test))
-        report["test_carved_from_train"] = False
 
-    # Exact duplicates: a pool text that is also a test text leaks the answer; a text twice in
-    # the pool can land in both train and validation.
-    test_texts = set(test["text"])
-    in_test = pool["text"].isin(test_texts).to_numpy()
+def _numbered(df: pd.DataFrame, label_to_id: dict[Any, int]) -> pd.DataFrame:
+    """Labels as indices, and each row's place in its source file (the order splits are written in)."""
+    df["label"] = _index(df["label"], label_to_id)
+    df["order"] = np.arange(len(df))
+    return df
+
+
+def _carve_test(pool: pd.DataFrame, test: pd.DataFrame | None, label_to_id: dict[Any, int],
+                test_fraction: float, rng: np.random.Generator,
+                report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The official test set, or a stratified `test_fraction` of the pool when there is none."""
+    report["test_carved_from_train"] = test is None
+    if test is not None:
+        return pool, _numbered(test, label_to_id)
+    take = stratified_take(pool["label"].to_numpy(), round(test_fraction * len(pool)), rng)
+    return pool[~take].copy(), pool[take].copy()
+
+
+def _dedupe(pool: pd.DataFrame, test: pd.DataFrame, dedupe: bool, report: dict[str, Any]) -> pd.DataFrame:
+    """Exact duplicates: a pool text that is also a test text leaks the answer; a text twice in
+    the pool can land in both train and validation. Counted always, removed with `dedupe`."""
+    in_test = pool["text"].isin(set(test["text"])).to_numpy()
     repeated = pool["text"].duplicated(keep="first").to_numpy()
     report["duplicates"] = {
         "pool_rows_also_in_test": int(in_test.sum()),
@@ -165,10 +203,14 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
         "test_rows_repeated": int(test["text"].duplicated().sum()),
         "removed_from_train_val": int((in_test | repeated).sum()) if dedupe else 0,
     }
-    if dedupe:
-        pool = pool[~(in_test | repeated)]
+    return pool[~(in_test | repeated)] if dedupe else pool
 
-    max_train = split.max_train
+
+def _carve_val(pool: pd.DataFrame, split: SplitConfig,
+               rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val): a stratified `val_fraction` of the pool is validation; with `max_train`, the
+    pool is first subsampled so that train has `max_train` rows."""
+    val_fraction, max_train = split.val_fraction, split.max_train
     if max_train is not None and int(max_train) < round(len(pool) * (1 - val_fraction)):
         n_train = int(max_train)
         n_pool = n_train + round(n_train * val_fraction / (1 - val_fraction))
@@ -177,17 +219,24 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
     else:
         n_val = round(val_fraction * len(pool))
     val_mask = stratified_take(pool["label"].to_numpy(), n_val, rng)
-    val, train = pool[val_mask], pool[~val_mask]
+    return pool[~val_mask], pool[val_mask]
 
+
+def _subsample_test(test: pd.DataFrame, max_test: int | None, rng: np.random.Generator,
+                    report: dict[str, Any]) -> pd.DataFrame:
+    """At most `max_test` test rows (stratified); the report says whether, and from how many."""
     test_rows_full = len(test)
-    max_test = split.max_test
     if max_test is not None and int(max_test) < len(test):
         test = test[stratified_take(test["label"].to_numpy(), int(max_test), rng, keep_one=False)]
     report["test_subsampled"] = len(test) < test_rows_full
     report["test_rows_full"] = test_rows_full
+    return test
 
+
+def _tables(raw: RawDataset, parts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each split as written: id, text, label, in source order; none may be empty."""
     out = {}
-    for name, df in (("train", train), ("val", val), ("test", test)):
+    for name, df in parts.items():
         df = df.sort_values("order", kind="stable")
         out[name] = pd.DataFrame({
             "id": df["id"].astype(str).to_numpy(),
@@ -197,11 +246,7 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
         if out[name].empty:
             raise DataError(f"the {name} split is empty; lower split fractions or add data",
                             raw.train_file or raw.name)
-    report["splits"] = {
-        name: {"rows": len(df), "labels": _label_counts(df, names)} for name, df in out.items()
-    }
-    report["num_labels"] = len(names)
-    return Splits(out["train"], out["val"], out["test"], names, report)
+    return out
 
 
 SPLITS = ("train", "val", "test")
