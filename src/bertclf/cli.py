@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from bertclf import __version__
+from bertclf.cli_support import setup_logging, user_errors
 from bertclf.data.datasets import RECIPES
-from bertclf.errors import DEBUG_ENV, BertclfError, debugging, explain
+from bertclf.errors import DEBUG_ENV, BertclfError
 
-T = TypeVar("T")
 
-app = typer.Typer(help="BERT-based text classifiers as a reproducible DVC pipeline.",
+class _Commands(TyperGroup):
+    """Every command (and `study`'s) runs inside `user_errors`: an error the user can act on is one
+    line on stderr and exit status 1, not a traceback (`-v` or `BERTCLF_DEBUG=1` shows it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with user_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(cls=_Commands, help="BERT-based text classifiers as a reproducible DVC pipeline.",
                   no_args_is_help=True, add_completion=False)
 
 
@@ -32,8 +42,6 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tra
          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="print the version and exit")] = False) -> None:
     """BERT-based text classifiers as a reproducible DVC pipeline."""
-    from bertclf.cli_support import setup_logging
-
     setup_logging()  # progress lines when stderr is not a terminal
     if verbose:
         os.environ[DEBUG_ENV] = "1"
@@ -66,7 +74,7 @@ def init(
     tracked by DVC, and set params.yaml's data section. Then: dvc repro."""
     from bertclf.data.own_file import init_file
 
-    _user_errors(lambda: init_file(file, text_column or None, label_column, test, dvc=dvc, echo=typer.echo))
+    init_file(file, text_column or None, label_column, test, dvc=dvc, echo=typer.echo)
 
 
 study_app = typer.Typer(help="Tuning studies through DVC experiments.", no_args_is_help=True)
@@ -81,7 +89,7 @@ def study_run(
     """Queue every variant as a DVC experiment, run the queue, then retrain the best on validation."""
     from bertclf.experiments.study import load_study, run_study
 
-    failed = _user_errors(lambda: run_study(load_study(study_file), jobs, echo=typer.echo))
+    failed = run_study(load_study(study_file), jobs, echo=typer.echo)
     if failed:
         raise typer.Exit(1)
 
@@ -92,7 +100,7 @@ def study_report(study_file: Annotated[Path, typer.Argument(help="the study defi
     from bertclf.experiments.study import load_study
     from bertclf.experiments.study_report import write_report
 
-    out = _user_errors(lambda: write_report(load_study(study_file)))
+    out = write_report(load_study(study_file))
     typer.echo(f"wrote {out}/README.md")
 
 
@@ -104,8 +112,8 @@ def compare(
     from bertclf.config import load_config
     from bertclf.experiments.compare import write_compare
 
-    name = dataset or _user_errors(load_config).data.name
-    out = _user_errors(lambda: write_compare(name))
+    name = dataset or load_config().data.name
+    out = write_compare(name)
     typer.echo(out.read_text())
 
 
@@ -184,11 +192,10 @@ def predict(
         raise typer.Exit(2)
     fmt = format.value if format else None
     if output is not None or input is not None:
-        _user_errors(lambda: output_format(output, fmt))
+        output_format(output, fmt)
     if sys.stderr.isatty():
         typer.echo(f"loading {model}...", err=True)
-    clf = _user_errors(lambda: load(model, device=device.value, precision=precision.value,
-                                    batch_size=batch_size))
+    clf = load(model, device=device.value, precision=precision.value, batch_size=batch_size)
     if interactive:
         banner = (f"{clf.arch} model, {len(clf.labels)} labels ({', '.join(clf.labels[:8])}"
                   f"{', ...' if len(clf.labels) > 8 else ''}). Type a text and press Enter; Ctrl-D quits.")
@@ -196,20 +203,20 @@ def predict(
         return
     names = tuple(c.strip() for c in columns.split(",")) if columns else None
     if input is not None:
-        n = _user_errors(lambda: predict_file(clf, input, output, text_column or None, fmt, names))
+        n = predict_file(clf, input, output, text_column or None, fmt, names)
         if output is not None and str(output) != STDIO:
             typer.echo(f"classified {n} texts from {input} into {output}", err=True)
         return
     if output is not None:
         from bertclf.serving.predict_io import output_rows, write_predictions
 
-        probs = _user_errors(lambda: clf.predict_proba(texts or []))
+        probs = clf.predict_proba(texts or [])
         rows = output_rows(texts or [], probs, clf.labels)
-        n = _user_errors(lambda: write_predictions(output, rows, clf.labels, fmt))
+        n = write_predictions(output, rows, clf.labels, fmt)
         if str(output) != STDIO:
             typer.echo(f"wrote {n} predictions to {output}", err=True)
         return
-    probs = _user_errors(lambda: clf.predict_proba(texts or []))
+    probs = clf.predict_proba(texts or [])
     for text, row in zip(texts or [], probs, strict=True):
         typer.echo(format_prediction(text, row, clf.labels, top_k))
 
@@ -248,11 +255,10 @@ def serve(
         typer.echo("error: --max-texts, --max-body-kb and --batch-size must be positive, --max-wait-ms "
                    "not negative", err=True)
         raise typer.Exit(2)
-    clf = _user_errors(lambda: load(model, device=device.value, precision=precision.value,
-                                    batch_size=batch_size))
+    clf = load(model, device=device.value, precision=precision.value, batch_size=batch_size)
     limits = Limits(max_texts=max_texts, max_body_bytes=max_body_kb << 10, max_batch=batch_size,
                     max_wait_ms=max_wait_ms)
-    _user_errors(lambda: serve(clf, host, port, limits, access_log))
+    serve(clf, host, port, limits, access_log)
 
 
 @app.command()
@@ -272,10 +278,10 @@ def bench(
     from bertclf.serving.bench import markdown, read_bench_texts, run_bench, write_bench
     from bertclf.serving.predictor import load
 
-    sizes = _user_errors(lambda: _int_list(batch_sizes, "--batch-sizes"))
-    texts = _user_errors(lambda: read_bench_texts(data, limit))
-    clf = _user_errors(lambda: load(model, device=device.value, precision=precision.value, threads=threads))
-    report = _user_errors(lambda: run_bench(clf, texts, sizes))
+    sizes = _int_list(batch_sizes, "--batch-sizes")
+    texts = read_bench_texts(data, limit)
+    clf = load(model, device=device.value, precision=precision.value, threads=threads)
+    report = run_bench(clf, texts, sizes)
     report["data"] = str(data)
     json_path, md_path = write_bench(report, out)
     typer.echo(markdown(report))
@@ -300,9 +306,9 @@ def export(
     target = output or model.with_name(model.name + "-onnx" + (f"-{q}" if q else ""))
     if sys.stderr.isatty():
         typer.echo(f"exporting {model} to ONNX{' and quantizing it to ' + q if q else ''}...", err=True)
-    _user_errors(lambda: export_onnx(model, target, q))
+    export_onnx(model, target, q)
     typer.echo(f"exported {model} to {target}")
-    report = _user_errors(lambda: check_parity(model, target, data, limit))
+    report = check_parity(model, target, data, limit)
     typer.echo(describe(report))
 
 
@@ -311,16 +317,3 @@ def _int_list(text: str, option: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise BertclfError(f"{option} takes comma-separated integers, not {text!r}") from None
-
-
-def _user_errors(fn: Callable[[], T]) -> T:
-    """Run `fn`; an error the user can act on becomes one line on stderr and exit status 1, not a
-    traceback (`-v` or `BERTCLF_DEBUG=1` shows it)."""
-    try:
-        return fn()
-    except Exception as exc:
-        message = None if debugging() else explain(exc)
-        if message is None:
-            raise
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from bertclf.errors import debugging, explain
 
@@ -18,9 +19,24 @@ def setup_logging() -> None:
     )
 
 
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """The one error boundary of stages and commands: an error the user can act on (bad input or
+    params, a full or read-only disk, …) becomes one line, ``error: <message>`` on stderr, and exit
+    status 1; anything else (a bug), or any error under `BERTCLF_DEBUG=1` (`bertclf -v`), goes on
+    with its traceback."""
+    try:
+        yield
+    except Exception as exc:
+        message = None if debugging() else explain(exc)
+        if message is None:
+            raise  # a bug, or BERTCLF_DEBUG=1: the traceback
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def run_stage(main: Callable[[], None], offline: bool = True) -> None:
-    """Run a stage's `main`; an error the user can act on (bad input or params, a full or read-only
-    disk, …) prints one line and exits with status 1; `BERTCLF_DEBUG=1` shows the traceback.
+    """Run a stage's `main` inside `user_errors`.
 
     Stages after `download` read only local files: `offline` keeps transformers and the hub
     from reaching for the network.
@@ -30,11 +46,5 @@ def run_stage(main: Callable[[], None], offline: bool = True) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    try:
+    with user_errors():
         main()
-    except Exception as exc:
-        message = None if debugging() else explain(exc)
-        if message is None:
-            raise  # a bug, or BERTCLF_DEBUG=1: the traceback
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(1)
