@@ -331,3 +331,45 @@ def test_an_unknown_test_label_names_the_users_test_file_once(tmp_path: Path, sp
             "test_path": str(held)}
     msg = fails_cleanly(tmp_path / "work", lambda w: split_stage(w, data), DataError, False)
     assert msg.count(str(held)) == 1 and "data/raw" not in msg and "line 3" in msg
+
+
+@pytest.mark.parametrize(("args", "module", "function"), [
+    (["compare", "--dataset", "r8"], "bertclf.experiments.compare", "write_compare"),
+    (["study", "report", "studies/none.yaml"], "bertclf.experiments.study", "load_study"),
+])
+def test_every_command_runs_inside_the_one_error_boundary(args: list[str], module: str, function: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command of the app or of its `study` group: an error the user can act on is one line and
+    status 1; -v shows it whole; a bug is never turned into one line."""
+    import errno
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from bertclf.cli import app
+    from bertclf.errors import DEBUG_ENV
+
+    target = importlib.import_module(module)
+    monkeypatch.setenv(DEBUG_ENV, "0")  # teardown undoes what -v sets below
+
+    def full(*_: Any, **__: Any) -> None:
+        raise OSError(errno.ENOSPC, "from the kernel", "reports/out.md")
+
+    monkeypatch.setattr(target, function, full)
+    result = CliRunner().invoke(app, args)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0] == ("error: reports/out.md: no space left on the device: free some space "
+                        "(or write elsewhere) and run again")
+    assert "Traceback" not in result.output
+
+    verbose = CliRunner().invoke(app, ["-v", *args])
+    assert isinstance(verbose.exception, OSError) and verbose.exit_code == 1
+    monkeypatch.setenv(DEBUG_ENV, "0")  # -v set it for the rest of the process
+
+    def bug(*_: Any, **__: Any) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(target, function, bug)
+    crashed = CliRunner().invoke(app, args)
+    assert isinstance(crashed.exception, KeyError) and "error: " not in crashed.stderr
