@@ -24,14 +24,12 @@ logging.getLogger("dvclive").setLevel(logging.WARNING)
 class StageLive(Live):
     """A `dvclive.Live` whose summary is `metrics_file` and whose plot data is under `plots_dir`.
 
-    Series logged under a name in `series_only` (e.g. ``steps/loss``) are plot data, not scores:
-    they stay out of the summary. Creating one removes the series and summary of an earlier run.
+    Creating one removes the series and summary of an earlier run.
     """
 
-    def __init__(self, metrics_file: str | Path, plots_dir: str | Path, series_only: tuple[str, ...] = ()):
+    def __init__(self, metrics_file: str | Path, plots_dir: str | Path):
         self._metrics_path = os.fspath(metrics_file)
         self._plots_path = os.fspath(plots_dir)
-        self._series_only = set(series_only)
         super().__init__(dir=self._plots_path, save_dvc_exp=False, dvcyaml=False, report=None)
 
     @property
@@ -49,8 +47,8 @@ class StageLive(Live):
             super()._init_dvc()
 
     def make_summary(self) -> None:
-        """Write the scores (atomically), without dvclive's step counter or series-only names."""
+        """Write the scores (atomically), without dvclive's step counter."""
         write_json(self.metrics_file, self.scores())
 
     def scores(self) -> dict[str, Any]:
-        return {k: v for k, v in self.summary.items() if k not in self._series_only and k != "step"}
+        return {k: v for k, v in self.summary.items() if k != "step"}

@@ -235,7 +235,7 @@ def run_study(study: Study, jobs: int | None = None,
             # The workers outlive `dvc queue start`: give them no pipe of ours to hold open.
             subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs or study.jobs)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-            wait_for(study, {v.name for v in rest}, echo)
+            wait_for({v.name for v in rest}, echo)
     names = {v.name for v in runs}
     failed = [e["name"] for e in experiments(all_commits=True)
               if e["name"] in names and e["state"] == "failed"]
@@ -252,7 +252,7 @@ def run_study(study: Study, jobs: int | None = None,
     return []
 
 
-def wait_for(study: Study, names: set[str], echo: Callable[[str], None], poll: float = 10.0) -> None:
+def wait_for(names: set[str], echo: Callable[[str], None], poll: float = 10.0) -> None:
     """Poll the experiments until none of `names` is queued or running; show progress."""
     t0 = time.time()
     while True:
