@@ -1,6 +1,6 @@
 """Stage `combine`: the model's class probabilities interpolated with TF-IDF's, λ picked on validation.
 
-    python stages/combine.py data/predictions data/tfidf metrics/combine.json plots/combine/lambda.json \
+    python -m stages.combine data/predictions data/tfidf metrics/combine.json plots/combine/lambda.json \
         reports/pipeline/combine.json
 """
 

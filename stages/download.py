@@ -1,7 +1,7 @@
 """Stage `download`: fetch the dataset (`data`) or the encoder (`encoder`) into the pipeline.
 
-    python stages/download.py data data/raw --inputs inputs/data
-    python stages/download.py encoder models/encoder --inputs inputs/encoders
+    python -m stages.download data data/raw --inputs inputs/data
+    python -m stages.download encoder models/encoder --inputs inputs/encoders
 
 The mirror (BERTCLF_MIRROR) is tried first, then each artifact's own sources. Your own files
 (data.path, data.test_path, a local encoder directory) must lie under --inputs, the directory

@@ -1,6 +1,6 @@
 """Stage `featurize`: token ids -> frozen encoder token vectors (float16, memory-mapped).
 
-    python stages/featurize.py data/tokens models/pretrained data/features reports/pipeline/featurize.json
+    python -m stages.featurize data/tokens models/pretrained data/features reports/pipeline/featurize.json
 """
 
 import argparse

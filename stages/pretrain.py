@@ -1,6 +1,6 @@
 """Stage `pretrain`: in-domain masked-LM further pre-training of the encoder (pretrain.steps: 0 skips).
 
-    python stages/pretrain.py data/tokens models/encoder models/pretrained metrics/pretrain.json \
+    python -m stages.pretrain data/tokens models/encoder models/pretrained metrics/pretrain.json \
         reports/pipeline/pretrain.json
 """
 

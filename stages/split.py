@@ -1,6 +1,6 @@
 """Stage `split`: raw files -> train/val/test parquet (id, text, label) + labels.json.
 
-    python stages/split.py data/raw data/split reports/pipeline/split.json
+    python -m stages.split data/raw data/split reports/pipeline/split.json
 """
 
 import argparse

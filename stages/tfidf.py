@@ -1,6 +1,6 @@
 """Stage `tfidf`: the classic floor, TF-IDF + logistic regression on the same split.
 
-    python stages/tfidf.py data/split metrics/tfidf.json data/tfidf
+    python -m stages.tfidf data/split metrics/tfidf.json data/tfidf
 """
 
 import argparse

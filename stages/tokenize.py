@@ -1,6 +1,6 @@
 """Stage `tokenize`: split parquet -> token ids + sentence spans, one parquet per split.
 
-    python stages/tokenize.py data/split models/encoder data/tokens reports/pipeline/tokenize.json
+    python -m stages.tokenize data/split models/encoder data/tokens reports/pipeline/tokenize.json
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Stage `train`: a classifier (han | bigru | finetune | cnn | rnn), a checkpoint per epoch, loss curves.
 
-    python stages/train.py data/features data/tokens models/pretrained models/classifier \
+    python -m stages.train data/features data/tokens models/pretrained models/classifier \
         models/checkpoints metrics/train.json plots/train reports/pipeline/train.json
 
 A run that was interrupted resumes from its last checkpoint in models/checkpoints, if that

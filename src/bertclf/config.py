@@ -218,8 +218,8 @@ class FinetuneConfig:
     # 0 lets attention train in SDPA's fused kernel on a CPU instead of the unfused math path.
     attention_dropout: float | None = None
     # dropout on the hidden states (after the embeddings, each attention output and feed-forward
-    # block, and before the head); None keeps the encoder's own (0.1). 0 skips its random masks,
-    # the largest single cost of a CPU training step in the profile of benchmarks/README.md.
+    # block, and before the head); None keeps the encoder's own (0.1). 0 skips drawing its random
+    # masks at every step (what that saves on a CPU is measured in benchmarks/README.md).
     hidden_dropout: float | None = None
     # how the logits of a document's windows (tokenize.windows > 1) become the document's
     window_pool: Literal["mean", "max"] = "mean"

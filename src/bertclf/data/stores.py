@@ -3,7 +3,7 @@
 - `TokenStore`: the token ids of a tokenized split (``data/tokens/<split>.parquet``) or of new texts;
 - `FeatureStore`: a split's frozen token vectors through a memory map (``data/features/``), and
   `ConcatStore` to read two as one;
-- `Inputs`: the pipeline directories a model may read; `open_store` opens the split an arch reads;
+- `Inputs`: the pipeline directories a model may read; `Inputs.open` opens the split an arch reads;
 - `Batch`: one step's inputs, never labels (the training loop takes those from the store);
 - `epoch_batches`, `eval_batches`, `length_batches`: which documents go together;
 - `pad_ids`, `pad_vectors`: the one place anything is padded.
