@@ -7,8 +7,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-# Where `make lock` finds the CPU build of torch, whose metadata names no CUDA packages
-# (elsewhere: TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu").
+# Where `make lock` finds the CPU build of torch, whose metadata names no CUDA packages: a folder
+# of wheels here, or the index that serves PyTorch's CPU builds (TORCH_SOURCE="--extra-index-url URL").
+# Packages come from the index pip and uv are configured with: PIP_INDEX_URL (or pip.conf) for
+# pip, UV_INDEX_URL and UV_EXTRA_INDEX_URL for uv, which does not read pip.conf.
 TORCH_SOURCE ?= --find-links /opt/wheels
 STAMP := $(VENV)/.bertclf-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -35,13 +37,13 @@ lint: setup
 	$(BIN)/ruff check src stages tests benchmarks
 
 bench: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/tokenize_imdb.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.tokenize_imdb
 
 lock: setup
 	$(BIN)/python -m pip install -q uv
 	printf '%s+cpu\n' "$(TORCH)" > $(VENV)/torch-override.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --upgrade \
-		--generate-hashes --index-url https://pypi.org/simple $(TORCH_SOURCE) \
+		--generate-hashes $(TORCH_SOURCE) \
 		--override $(VENV)/torch-override.txt --no-emit-package torch \
 		--custom-compile-command "make lock" -o requirements.lock
 

@@ -2,7 +2,7 @@
 defaults, and the size of `featurize`'s float16 token vectors for the default encoder (384 values
 per token, 768 bytes) and for a BERT-base-sized one (768 values, 1,536 bytes per token).
 
-    BERTCLF_MIRROR=../shared/data python benchmarks/dataset_sizes.py \
+    BERTCLF_MIRROR=../shared/data python -m benchmarks.dataset_sizes \
         --out benchmarks/results/dataset_sizes.json
 """
 
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish
-
+from benchmarks.benchlib import finish
 from bertclf.config import Config
 from bertclf.data.datasets import download_dataset, load_raw
 from bertclf.data.splitting import make_splits, write_splits

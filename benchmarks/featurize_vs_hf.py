@@ -17,48 +17,30 @@ tokens) is reported in GFLOP/s and as a fraction of this CPU's matmul peak on th
 shapes (`benchlib.matmul_peak`). Warm-up, then `--repeats` interleaved rounds; medians with their
 range (`benchlib`).
 
-    python benchmarks/featurize_vs_hf.py --tokens data/tokens/train.parquet --encoder models/encoder \\
+    python -m benchmarks.featurize_vs_hf --tokens data/tokens/train.parquet --encoder models/encoder \\
         --docs 1000 --out benchmarks/results/featurize_rotten_tomatoes.json
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import against_peak, encoder_flops, finish, interleaved, matmul_peak, per_second
-
+from benchmarks.benchlib import figures, finish, interleaved, sample, sample_parser, useful_work
 from bertclf.data.stores import length_batches
 from bertclf.encoder import batch_encoder, load_encoder
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=Path, default=Path("data/tokens/train.parquet"))
-    parser.add_argument("--encoder", type=Path, default=Path("models/encoder"))
-    parser.add_argument("--docs", type=int, default=1000)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser = sample_parser(__doc__, docs=1000, max_length=256)
     parser.add_argument("--hf-batch-size", type=int, default=32)
     parser.add_argument("--max-batch-tokens", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if not args.tokens.exists() or not args.encoder.exists():
-        sys.exit(f"{args.tokens} or {args.encoder} missing: run `dvc repro tokenize` first")
     load_before = os.getloadavg()
 
-    table = pq.read_table(args.tokens, columns=["input_ids", "length"])
-    rng = np.random.default_rng(args.seed)
-    pick = np.sort(rng.choice(table.num_rows, size=min(args.docs, table.num_rows), replace=False))
-    ids = [np.asarray(x, dtype=np.int64) for x in table.column("input_ids").take(pick).to_pylist()]
+    ids = [np.asarray(x, dtype=np.int64) for x in sample(args, ["input_ids"])["input_ids"]]
     lengths = np.array([len(x) for x in ids])
     model = load_encoder(args.encoder)
     model_bf16 = load_encoder(args.encoder).to(torch.bfloat16)
@@ -91,7 +73,6 @@ def main() -> None:
         vectors[name] = out
 
     by_length = np.argsort(-lengths, kind="stable")
-    flops = sum(encoder_flops(model.config, int(n)) for n in lengths)
     methods = {
         "bertclf": lambda: bertclf_way("bertclf", model, args.max_batch_tokens),
         "bertclf_bf16": lambda: bertclf_way("bertclf_bf16", model_bf16, args.max_batch_tokens),
@@ -100,7 +81,7 @@ def main() -> None:
         "hf_sorted_bf16": lambda: hf(by_length, None, "hf_sorted_bf16", model_bf16),
         "hf_padded_max_length": lambda: hf(np.arange(len(ids)), args.max_length, "hf_padded_max_length"),
     }
-    peak = matmul_peak(model.config.hidden_size, model.config.intermediate_size)
+    peak, flops = useful_work(model.config, lengths)
     timings = interleaved(methods, repeats=args.repeats)
     tokens = int(lengths.sum())
     result = {
@@ -109,9 +90,9 @@ def main() -> None:
         "settings": {"max_batch_tokens": args.max_batch_tokens, "hf_batch_size": args.hf_batch_size,
                      "repeats": args.repeats},
         "matmul_peak": peak,
-        "methods": {name: {**t, **{f"docs_{k}": v for k, v in per_second(t, len(ids)).items()},
-                           "tokens_per_s": round(tokens / t["median_s"], 1),
-                           **against_peak(flops, t["median_s"], peak, "bf16" if "bf16" in name else "fp32")}
+        "methods": {name: {**figures(t, len(ids), "docs", flops=flops, peak=peak,
+                                     precision="bf16" if "bf16" in name else "fp32"),
+                           "tokens_per_s": round(tokens / t["median_s"], 1)}
                     for name, t in timings.items()},
     }
 

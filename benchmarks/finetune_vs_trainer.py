@@ -14,7 +14,7 @@ Each runs in fp32 and in bf16 (bertclf: `train.precision=bf16`, autocast; Traine
 autocast) where the CPU has bf16 units. The headline is the same-precision ratio. A short warm-up
 run of each, then `--repeats` interleaved rounds (`benchlib`).
 
-    python benchmarks/finetune_vs_trainer.py --tokens data/tokens/train.parquet --encoder models/encoder \\
+    python -m benchmarks.finetune_vs_trainer --tokens data/tokens/train.parquet --encoder models/encoder \\
         --docs 512 --batch-size 16 --max-length 128 --out benchmarks/results/finetune_vs_trainer.json
 """
 
@@ -24,7 +24,6 @@ import argparse
 import functools
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,25 +34,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import against_peak, encoder_flops, finish, matmul_peak
-
+from benchmarks.benchlib import figures, finish, interleaved, sample, sample_parser, useful_work
 from bertclf.config import Config
 from bertclf.data.stores import Inputs
 from bertclf.data.tokenization import SCHEMA
+from bertclf.inference import has_bf16_units
 from bertclf.training.loop import TrainOutputs, train
 
 
-def sample(tokens: Path, docs: int, max_length: int, seed: int) -> dict[str, list]:
-    """`docs` documents of a tokenized split, each cut to `max_length` ids (keeping the final [SEP])."""
-    table = pq.read_table(tokens, columns=["id", "label", "input_ids"])
-    pick = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=min(docs, table.num_rows),
-                                                      replace=False))
-    ids = []
-    for x in table.column("input_ids").take(pick).to_pylist():
-        ids.append(x if len(x) <= max_length else [*x[: max_length - 1], x[-1]])
-    return {"id": table.column("id").take(pick).to_pylist(),
-            "label": table.column("label").take(pick).to_pylist(), "input_ids": ids}
+def cut_sample(args: argparse.Namespace) -> dict[str, list]:
+    """`benchlib.sample`'s documents, each cut to `--max-length` ids (keeping the final [SEP])."""
+    docs = sample(args, ["id", "label", "input_ids"])
+    n = args.max_length
+    docs["input_ids"] = [x if len(x) <= n else [*x[: n - 1], x[-1]] for x in docs["input_ids"]]
+    return docs
 
 
 def write_tokens(out: Path, docs: dict[str, list], labels: list[str]) -> None:
@@ -159,14 +153,8 @@ def trainer_run(tokens: Path, encoder: Path, batch_size: int, precision: str, se
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=Path, default=Path("data/tokens/train.parquet"))
-    parser.add_argument("--encoder", type=Path, default=Path("models/encoder"))
-    parser.add_argument("--docs", type=int, default=512)
+    parser = sample_parser(__doc__, docs=512, max_length=128)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-unfused", action="store_true",
                         help="also bertclf with the unfused AdamW it used before (the gain of fusing)")
     parser.add_argument("--compare-attention-dropout", action="store_true",
@@ -177,15 +165,11 @@ def main() -> None:
     parser.add_argument("--compare-no-dropout", action="store_true",
                         help="also bertclf with no dropout (hidden and attention 0), alone and with "
                              "frozen word embeddings")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if not args.tokens.exists() or not args.encoder.exists():
-        sys.exit(f"{args.tokens} or {args.encoder} missing: run `dvc repro tokenize` first")
     load_before = os.getloadavg()
+    docs = cut_sample(args)
     meta = json.loads((args.tokens.parent / "meta.json").read_text())
-    docs = sample(args.tokens, args.docs, args.max_length, args.seed)
-    bf16 = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+    precisions = ["fp32", "bf16"] if has_bf16_units(torch.device("cpu")) else ["fp32"]
     runs = [("bertclf", bertclf_run), ("trainer", trainer_run)]
     if args.compare_unfused:
         runs.append(("bertclf_unfused", bertclf_unfused_run))
@@ -196,29 +180,25 @@ def main() -> None:
     runs += [(f"bertclf_{lever}", functools.partial(bertclf_run, overrides=LEVERS[lever]))
              for lever in levers]
     methods = {f"{who}_{p}": (fn, p) for p in precisions for who, fn in runs}
-    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    n = len(docs["id"])
     with tempfile.TemporaryDirectory() as tmp:
         full, small = Path(tmp) / "full", Path(tmp) / "warmup"
         write_tokens(full, docs, meta["labels"])
         write_tokens(small, {k: v[:64] for k, v in docs.items()}, meta["labels"])
         for fn, p in methods.values():  # warm-up: a short run of each
             fn(small, args.encoder, args.batch_size, p, args.seed)
-        for _ in range(args.repeats):  # interleaved rounds
-            for name, (fn, p) in methods.items():
-                seconds[name].append(fn(full, args.encoder, args.batch_size, p, args.seed))
-                print(name, round(len(docs["id"]) / seconds[name][-1], 2), "samples/s", flush=True)
-    n = len(docs["id"])
+        timings = interleaved(
+            {name: functools.partial(fn, full, args.encoder, args.batch_size, p, args.seed)
+             for name, (fn, p) in methods.items()},
+            args.repeats, warmup=False, self_timed=True,
+            on_run=lambda name, s: print(name, round(n / s, 2), "samples/s", flush=True))
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(args.encoder)
-    peak = matmul_peak(config.hidden_size, config.intermediate_size)
     # useful work: forward + backward (3x the forward's matmul FLOPs) over the real tokens
-    flops = 3 * sum(encoder_flops(config, len(x)) for x in docs["input_ids"])
-    rate = {name: {"samples_per_s": round(n / float(np.median(s)), 2),
-                   "samples_per_s_range": [round(n / max(s), 2), round(n / min(s), 2)],
-                   "seconds": [round(x, 2) for x in s],
-                   **against_peak(flops, float(np.median(s)), peak, methods[name][1])}
-            for name, s in seconds.items()}
+    peak, flops = useful_work(config, [len(x) for x in docs["input_ids"]], passes=3)
+    rate = {name: figures(t, n, "samples", digits=2, flops=flops, peak=peak, precision=methods[name][1])
+            for name, t in timings.items()}
     result: dict[str, Any] = {
         "data": str(args.tokens), "docs": n,
         "mean_length": round(float(np.mean([len(x) for x in docs["input_ids"]])), 1),

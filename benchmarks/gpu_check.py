@@ -15,6 +15,7 @@ Everything goes to one JSON file. `--dry` runs the same code on the CPU with tin
 compile), so a test can check the script without a GPU.
 
     bash benchmarks/gpu_check.sh OUT_DIR          # on the GPU machine, see gpu_check.sh
+    python -m benchmarks.gpu_check --dry --out OUT/gpu_check.json   # what it runs, here
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import argparse
 import contextlib
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -33,11 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import encoder_flops
+from benchmarks import benchlib
+from benchmarks.benchlib import encoder_flops, rounds
+from bertclf.inference import has_bf16_units
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def sync(device: torch.device) -> None:
@@ -46,25 +47,19 @@ def sync(device: torch.device) -> None:
 
 
 def timed(fn: Any, device: torch.device, repeats: int) -> float:
-    """Median seconds of `fn()` over `repeats` runs after one warm-up."""
-    fn()
-    sync(device)
-    seconds = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    """Median seconds of `fn()` over `repeats` runs after one warm-up, the device synchronised."""
+
+    def run() -> None:
         fn()
         sync(device)
-        seconds.append(time.perf_counter() - t0)
-    return float(np.median(seconds))
+
+    return statistics.median(rounds({"run": run}, repeats)["run"])
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-        "device": str(device),
-    }
+    """`benchlib.machine()` with the CUDA build, the device and the GPU's properties."""
+    facts: dict[str, Any] = {**benchlib.machine(), "cuda": torch.version.cuda, "device": str(device),
+                             "bf16": has_bf16_units(device)}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         facts.update(
@@ -72,7 +67,6 @@ def machine(device: torch.device) -> dict[str, Any]:
             capability=f"{props.major}.{props.minor}",
             memory_gib=round(props.total_memory / 2**30, 1),
             multiprocessors=props.multi_processor_count,
-            bf16=torch.cuda.is_bf16_supported(),
         )
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             query = ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm", "--format=csv,noheader"]

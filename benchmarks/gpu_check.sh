@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check (benchmarks/gpu_check.py), one prepared script for a CUDA machine: under 8 minutes
-# on an H100. It needs python3 with torch and transformers (the GPU image has them) and bertclf's
-# sources; pytest for the CUDA tests.
+# The GPU check (benchmarks/gpu_check.py, run as `python -m benchmarks.gpu_check`), one prepared
+# script for a CUDA machine: under 8 minutes on an H100. It needs python3 with torch and
+# transformers (the GPU image has them) and bertclf's sources; pytest for the CUDA tests.
 #
 #   bash benchmarks/gpu_check.sh prepare     # here, before: .device/ with R8 and the encoder's weights
 #                                            # in fp16 (about 50 MB), for a machine with no internet
@@ -39,4 +39,4 @@ mkdir -p "$out"
 encoder=()
 if [[ ${#dry[@]} -eq 0 && -f .device/encoder/model.safetensors ]]; then encoder=(--encoder .device/encoder); fi
 PYTHONUNBUFFERED=1 PYTHONPATH="src:.${PYTHONPATH:+:$PYTHONPATH}" \
-  "$PY" benchmarks/gpu_check.py --out "$out/gpu_check.json" "${dry[@]}" "${encoder[@]}" "${@:2}"
+  "$PY" -m benchmarks.gpu_check --out "$out/gpu_check.json" "${dry[@]}" "${encoder[@]}" "${@:2}"

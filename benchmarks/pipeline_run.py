@@ -5,7 +5,7 @@ of featurize, docs/s of train per epoch, …). This runs the pipeline from scrat
 wall time of the whole repro, and gathers those logs with the machine facts into one committed
 result, which is where the README's pipeline speed figures come from.
 
-    python benchmarks/pipeline_run.py --out benchmarks/results/pipeline_rotten_tomatoes.json
+    python -m benchmarks.pipeline_run --out benchmarks/results/pipeline_rotten_tomatoes.json
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish
-
+from benchmarks.benchlib import finish
 from bertclf.config import load_config, to_dict
 
 STAGES = ("download", "split", "tokenize", "pretrain", "featurize", "tfidf", "train", "eval")

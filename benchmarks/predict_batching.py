@@ -5,7 +5,7 @@ batches of N texts (`eval_batches`) or of at most T padded tokens (`length_batch
 `predict` does since this measurement: `PREDICT_BATCH_TOKENS`). Interleaved rounds (`benchlib`),
 at the precision `predict` picks by default (`auto`).
 
-    python benchmarks/predict_batching.py --model models/classifier \\
+    python -m benchmarks.predict_batching --model models/classifier \\
         --data r8=data/split/test.parquet --data rt=other/test.parquet --docs 600 \\
         --out benchmarks/results/predict_batching.json
 """
@@ -21,9 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish, interleaved, per_second
-
+from benchmarks.benchlib import figures, finish, interleaved
 from bertclf.data.stores import eval_batches, length_batches
 from bertclf.serving.predictor import TextClassifier
 
@@ -62,7 +60,7 @@ def main() -> None:
         clf.model.eval()
         timings = interleaved({plan: (lambda b=batches: run(b)) for plan, batches in plans.items()},
                               repeats=args.repeats)
-        rows = {plan: {**t, **per_second(t, len(texts))} for plan, t in timings.items()}
+        rows = {plan: figures(t, len(texts)) for plan, t in timings.items()}
         best = max(rows, key=lambda p: rows[p]["per_s"])
         result["datasets"][name] = {"data": path, "texts": len(texts),
                                     "mean_tokens": round(float(store.lengths.mean()), 1),

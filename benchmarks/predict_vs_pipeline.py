@@ -14,7 +14,7 @@ strings in, tokenization included), same max length and truncation (head), same 
 The headline compares each of ours with the pipeline's best at the same precision. A warm-up on a
 few texts, then `--repeats` interleaved rounds (`benchlib`); accuracy on the whole split.
 
-    python benchmarks/predict_vs_pipeline.py --model models/classifier --data data/split/test.parquet \\
+    python -m benchmarks.predict_vs_pipeline --model models/classifier --data data/split/test.parquet \\
         --docs 1000 --out benchmarks/results/predict_vs_pipeline.json
 """
 
@@ -32,15 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import against_peak, encoder_flops, finish, interleaved, matmul_peak, per_second
-
+from benchmarks.benchlib import figures, finish, interleaved, useful_work
+from bertclf.inference import has_bf16_units
 from bertclf.serving.export import export_onnx
 from bertclf.serving.predictor import TextClassifier
-
-
-def cpu_has_bf16() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def pipeline_methods(model: Path, texts: list[str], order: np.ndarray, max_length: int,
@@ -89,7 +84,7 @@ def main() -> None:
         sys.exit("the pipeline truncates the head only; use a model trained with tokenize.truncation=head")
     lengths = np.asarray(clf.encode(texts)["length"])
     order = np.argsort(-lengths, kind="stable")
-    bf16 = cpu_has_bf16()
+    bf16 = has_bf16_units(torch.device("cpu"))
 
     ours: dict[str, TextClassifier] = {"bertclf fp32": clf}
     if bf16:
@@ -108,11 +103,9 @@ def main() -> None:
                     for name, m in ours.items()}
 
     config = getattr(getattr(clf.model, "model", clf.model), "config", None)  # the HF model's
-    peak = matmul_peak(config.hidden_size, config.intermediate_size) if config else {}
-    flops = sum(encoder_flops(config, int(n)) for n in lengths) if config else 0.0
-    rows = {name: {**t, **per_second(t, len(texts)),
-                   **(against_peak(flops, t["median_s"], peak, "bf16" if "bf16" in name else "fp32")
-                      if flops and "onnx" not in name else {})}
+    peak, flops = useful_work(config, lengths) if config else ({}, 0.0)
+    rows = {name: figures(t, len(texts), flops=0.0 if "onnx" in name else flops, peak=peak,
+                          precision="bf16" if "bf16" in name else "fp32")
             for name, t in timings.items()}
     for name, acc in accuracy.items():
         rows[name]["test_acc"] = acc

@@ -8,7 +8,7 @@ latency each client saw (p50, p95, max), with and without batching of concurrent
 process (`bertclf bench`'s measurement: texts per second at batch 1 and at the server's batch
 size), so the HTTP overhead is visible.
 
-    python benchmarks/serve_load.py --model models/classifier --data data/split/test.parquet \\
+    python -m benchmarks.serve_load --model models/classifier --data data/split/test.parquet \\
         --clients 32 --requests 640 --out benchmarks/results/serve_load.json
 """
 
@@ -31,9 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import finish
-
+from benchmarks.benchlib import finish
 from bertclf.serving.bench import bench_batch_size
 from bertclf.serving.predictor import TextClassifier
 

@@ -7,7 +7,7 @@ max_length=...)` in batches of the same size, no sentence spans. Both use the re
 encoder's fast tokenizer (models/encoder, put there by `dvc repro`). The difference in time is
 the cost of the sentence spans; the ids of reviews without `<br />` tags must be identical.
 
-    python benchmarks/tokenize_imdb.py [--mirror ../shared/data] [--encoder models/encoder] \\
+    python -m benchmarks.tokenize_imdb [--mirror ../shared/data] [--encoder models/encoder] \\
         [--out benchmarks/results/tokenize_imdb.json]
 """
 
@@ -19,19 +19,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")  # as the pipeline's sta
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import argparse
-import json
+import argparse  # the environment above is set before anything imports tokenizers
 import platform
-import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.benchlib import finish, interleaved
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from benchlib import cpu  # noqa: E402
 
 
 def load_imdb(mirror: Path) -> tuple[list[str], float]:
@@ -102,12 +99,11 @@ def main() -> None:
         sys.exit(f"no imdb/ in the dataset mirror {args.mirror}: set BERTCLF_MIRROR or pass --mirror DIR")
 
     import tokenizers
-    import torch
     import transformers
 
     from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_before = os.getloadavg()
     texts, load_s = load_imdb(args.mirror)
     cfg = tokenize_config()
     tokenizer = load_tokenizer(args.encoder)
@@ -118,15 +114,22 @@ def main() -> None:
     run_bertclf(doc_tok, texts[:2000], cfg.batch_size)
     run_hf(tokenizer, texts[:2000], cfg.batch_size, cfg.max_length)
 
-    ours_times: list[float] = []
-    hf_times: list[float] = []
-    for _ in range(max(args.repeats, 1)):  # interleaved: a slow spell hits both alike
-        ours_s, ours_ids, spans, full_tokens = run_bertclf(doc_tok, texts, cfg.batch_size)
-        hf_s, hf_ids = run_hf(tokenizer, texts, cfg.batch_size, cfg.max_length)
-        ours_times.append(ours_s)
-        hf_times.append(hf_s)
-        print(f"pass: bertclf {ours_s:.2f} s, plain HF {hf_s:.2f} s", flush=True)
-    ours_best, hf_best = statistics.median(ours_times), statistics.median(hf_times)
+    out: dict[str, Any] = {}
+
+    def keep(name: str, run: tuple[Any, ...]) -> float:
+        """The seconds a run measured itself; its results kept (the last run's replaced outside them)."""
+        out[name] = run[1:]
+        return run[0]
+
+    methods = {
+        "bertclf_document_tokenizer": lambda: keep("ours", run_bertclf(doc_tok, texts, cfg.batch_size)),
+        "hf_plain": lambda: keep("hf", run_hf(tokenizer, texts, cfg.batch_size, cfg.max_length)),
+    }
+    timings = interleaved(methods, max(args.repeats, 1), warmup=False, self_timed=True,
+                          on_run=lambda name, s: print(f"pass: {name} {s:.2f} s", flush=True))
+    ours, hf = timings["bertclf_document_tokenizer"], timings["hf_plain"]
+    ours_best, hf_best = ours["median_s"], hf["median_s"]
+    (ours_ids, spans, full_tokens), (hf_ids,) = out["ours"], out["hf"]
 
     docs = len(texts)
     ours_tokens = int(sum(len(x) for x in ours_ids))
@@ -142,36 +145,28 @@ def main() -> None:
                    "batch_size": cfg.batch_size},
         "encoder": str(args.encoder),
         "bertclf_document_tokenizer": {**rates(ours_best, docs, ours_tokens), "tokens": ours_tokens,
-                                       "seconds_per_pass": [round(x, 3) for x in ours_times],
+                                       "seconds_per_pass": ours["runs_s"],
                                        "full_tokens_before_truncation": int(full_tokens),
                                        "sentence_spans": int(spans),
                                        "mean_spans_per_doc": round(spans / docs, 2)},
         "hf_plain": {**rates(hf_best, docs, hf_tokens), "tokens": hf_tokens,
-                     "seconds_per_pass": [round(x, 3) for x in hf_times],
+                     "seconds_per_pass": hf["runs_s"],
                      "call": f"tokenizer(texts, truncation=True, max_length={cfg.max_length}) "
                              f"in batches of {cfg.batch_size}"},
         "overhead_vs_hf": round(ours_best / hf_best, 2),
         "identical_ids_on_reviews_without_br": {"reviews": len(no_br), "identical": int(same)},
         "timing": f"median of {max(args.repeats, 1)} interleaved passes after a 2,000-review warm-up; "
                   f"reading the archive ({load_s:.1f} s) not counted",
-        "machine": {"cpu": cpu(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "tokenizers": tokenizers.__version__, "transformers": transformers.__version__,
-                    "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM"),
-                    # 1/5/15-minute load averages: above the CPU count, other work shared the CPUs
-                    "load_average_at_start": load_at_start,
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
     }
-    print(json.dumps(result, indent=2))
+    finish(result, args.out, load_before,
+           facts={"platform": platform.platform(), "tokenizers": tokenizers.__version__,
+                  "transformers": transformers.__version__,
+                  "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM")})
     print(f"\nbertclf DocumentTokenizer: {result['bertclf_document_tokenizer']['docs_per_s']:,.0f} docs/s, "
           f"{result['bertclf_document_tokenizer']['tokens_per_s']:,.0f} tokens/s, {ours_best:.2f} s wall")
     print(f"plain Hugging Face:        {result['hf_plain']['docs_per_s']:,.0f} docs/s, "
           f"{result['hf_plain']['tokens_per_s']:,.0f} tokens/s, {hf_best:.2f} s wall")
     print(f"sentence-span overhead: x{result['overhead_vs_hf']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
