@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 import torch
 
 from benchmarks.benchlib import figures, finish, interleaved, sample, sample_parser, useful_work
-from bertclf.config import Config
+from bertclf.config import Config, TrainConfig
 from bertclf.data.stores import Inputs
 from bertclf.data.tokenization import SCHEMA
 from bertclf.inference import has_bf16_units
@@ -67,10 +67,11 @@ def write_tokens(out: Path, docs: dict[str, list], labels: list[str]) -> None:
     (out / "meta.json").write_text(json.dumps({"labels": labels}))
 
 
-def unfused_optimizer(model: torch.nn.Module, arch: Any, config: Config) -> torch.optim.Optimizer:
+def unfused_optimizer(model: torch.nn.Module, arch: Any, recipe: TrainConfig,
+                      knobs: Any) -> torch.optim.Optimizer:
     """bertclf's optimizer as it was before the fused kernel (for `--compare-unfused`)."""
-    return torch.optim.AdamW(arch.param_groups(model, config), lr=config.train.lr,
-                             weight_decay=config.train.weight_decay, fused=False)
+    return torch.optim.AdamW(arch.param_groups(model, recipe, knobs), lr=recipe.lr,
+                             weight_decay=recipe.weight_decay, fused=False)
 
 
 def bertclf_unfused_run(tokens: Path, encoder: Path, batch_size: int, precision: str, seed: int) -> float:

@@ -1,6 +1,6 @@
 """Stage `evaluate`: the saved best model on validation and test.
 
-    python stages/evaluate.py models/classifier data/features data/tokens models/pretrained data/split \
+    python -m stages.evaluate models/classifier data/features data/tokens models/pretrained \
         metrics/eval.json plots/eval data/predictions reports/pipeline/eval.json
 """
 
@@ -17,8 +17,7 @@ from bertclf.runlog import write_report
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("model", "features", "tokens", "encoder", "splits", "metrics", "plots", "predictions",
-                 "report"):
+    for name in ("model", "features", "tokens", "encoder", "metrics", "plots", "predictions", "report"):
         parser.add_argument(name, type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--runlog-dir", type=Path, default=Path("logs"),
@@ -26,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     runtime = load_config(args.params).runtime
-    report = evaluate(args.model, Inputs(args.features, args.tokens, args.encoder), args.splits, args.metrics,
+    report = evaluate(args.model, Inputs(args.features, args.tokens, args.encoder), args.metrics,
                       args.plots, args.predictions, batch_size=runtime.eval_batch_size,
                       device=runtime.device)
     write_report(report, args.report, "eval", args.runlog_dir)

@@ -353,7 +353,7 @@ def test_a_queued_experiment_reads_a_dvc_tracked_file(project: Project) -> None:
 def test_experiments_compare_in_a_narrow_table_and_in_plots(project: Project) -> None:
     for name, setting in (("drop3", "han.dropout=0.3"), ("lr5", "train.lr=0.005"), ("wide", "han.hidden=12")):
         project.exp_run("-n", name, "-S", setting)
-    # the README's compact table: changed columns only, without the hash columns of directories
+    # changed columns only, without the hash columns of directories (the README's forms: test_readme.py)
     table = project.run(project.dvc, "exp", "show", "--only-changed", "--drop", ".*/", "--no-pager",
                         env={"COLUMNS": "1000"}).stdout
     lines = [line.rstrip() for line in table.splitlines() if line.strip()]

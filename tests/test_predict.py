@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.errors import BertclfError
 from bertclf.evaluation import evaluate, load_predictions
 from bertclf.features import FeaturizeConfig, featurize
-from bertclf.model_dir import CONFIG
+from bertclf.model_dir import CONFIG, ModelDir
 from bertclf.serving.predict_io import interactive
 from tests.conftest import run_train
 from tests.test_token_archs import review
@@ -71,7 +72,7 @@ def trained(request: pytest.FixtureRequest, data: Inputs, tmp_path_factory: pyte
     lr, knobs = ARCHS[arch]
     run_train(data, out, train={"arch": arch, "batch_size": 16, "epochs": 6, "patience": 10, "lr": lr},
               **{arch: knobs})
-    evaluate(out / "model", data, data.tokens.parent / "split", out / "eval.json", out / "eval",
+    evaluate(out / "model", data, out / "eval.json", out / "eval",
              out / "predictions")
     return out
 
@@ -475,11 +476,11 @@ def test_every_model_directory_has_a_model_card(trained: Path) -> None:
     card = (trained / "model" / "README.md").read_text(encoding="utf-8")
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
-    arch = json.loads((trained / "model" / CONFIG).read_text())["model"]["arch"]
+    arch = ModelDir.read(trained / "model").arch
     assert meta["pipeline_tag"] == "text-classification" and arch in meta["tags"]
     assert meta["library_name"] == ("transformers" if arch == "finetune" else "bertclf")
-    saved = json.loads((trained / "model" / CONFIG).read_text())
-    assert meta["base_model"] == (saved["encoder"].get("name") or "sentence-transformers/all-MiniLM-L6-v2")
+    saved = ModelDir.read(trained / "model")
+    assert meta["base_model"] == (saved.encoder.get("name") or "sentence-transformers/all-MiniLM-L6-v2")
     accuracy = meta["model-index"][0]["results"][0]["metrics"][0]
     assert accuracy["type"] == "accuracy" and 0.5 < accuracy["value"] <= 1
     assert "`neg`, `pos`" in body and "dvc exp run" in body and "-S 'train.batch_size=16'" in body
@@ -518,7 +519,7 @@ def test_predict_over_a_file_logs_progress_when_not_on_a_terminal(finetuned: Pat
 
 def test_predict_reads_the_column_the_model_was_trained_on(finetuned: Path, tmp_path: Path) -> None:
     """A model trained on a file whose text column is `body` reads `body` from new files too."""
-    assert json.loads((finetuned / CONFIG).read_text())["input"] == {"text_column": ["text"]}
+    assert ModelDir.read(finetuned).text_columns == ("text",)
     model = tmp_path / "model"
     model.mkdir()
     for f in finetuned.iterdir():
@@ -541,3 +542,129 @@ def test_precision_auto_is_bf16_exactly_where_the_hardware_has_bf16_units(finetu
     texts = ["great wonderful film.", "awful boring mess."]
     fast, exact = clf.predict_proba(texts), bertclf.load(finetuned).predict_proba(texts)
     assert (fast.argmax(1) == exact.argmax(1)).all() and np.abs(fast - exact).max() < 0.05
+
+
+# bertclf.json as bertclf wrote it at 7ba0220 (format 1): every arch's knobs and the dimensions in
+# one flat "model" section (ModelConfig, with these defaults), the data's meta under "data"
+FORMAT_1_KNOBS = {"hidden": 50, "depth": 1, "dropout": 0.5, "norm": "none", "residual": False,
+                  "attention_dim": 100, "cell": "gru", "embedding_dim": 128, "num_filters": 100,
+                  "filter_widths": [3, 4, 5], "attention_dropout": None, "hidden_dropout": None,
+                  "window_pool": "mean", "freeze_embeddings": False}
+
+
+def as_format_1(model: Path, out: Path) -> Path:
+    """A copy of model directory `model` with its bertclf.json written as format 1."""
+    import shutil
+
+    shutil.copytree(model, out)
+    new = json.loads((out / CONFIG).read_text())
+    dims = new["dims"]
+    flat = {"arch": new["arch"], "input_dim": dims["input_dim"], "num_labels": dims["num_labels"],
+            **FORMAT_1_KNOBS, "vocab_size": dims["vocab_size"], "pad_id": dims["pad_id"]}
+    flat.update({k: v for k, v in new["model"].items() if k in FORMAT_1_KNOBS})
+    flat["cell"] = "lstm" if new["arch"] == "rnn" else "gru"
+    data = {"labels": new["labels"], "test_subsampled": new["test"]["subsampled"],
+            "test_rows_full": new["test"]["rows_full"], "tokenize": new["tokenize"], **new["data"],
+            **({"layers": new["layers"]} if new["layers"] else {})}
+    (out / CONFIG).write_text(json.dumps({
+        "format_version": 1, "model": flat, "train": new["train"], "data": data, "encoder": new["encoder"],
+        "input": {"text_column": new["input"]["text_column"]}}, indent=2) + "\n")
+    return out
+
+
+def test_a_format_1_model_directory_still_predicts(trained: Path, tmp_path: Path) -> None:
+    """A directory written by the previous format loads as the same model and predicts the same."""
+    old = as_format_1(trained / "model", tmp_path / "old")
+    assert json.loads((old / CONFIG).read_text())["format_version"] == 1
+    new_md, old_md = ModelDir.read(trained / "model"), ModelDir.read(old)
+    for field in ("arch", "dims", "labels", "tokenize", "layers", "text_columns", "test_rows_full"):
+        assert getattr(old_md, field) == getattr(new_md, field), field
+    kept = set(FORMAT_1_KNOBS)  # format 1 kept no training-only knob (finetune.layer_lr_decay)
+    assert {k: v for k, v in asdict(old_md.knobs).items() if k in kept} == {
+        k: v for k, v in asdict(new_md.knobs).items() if k in kept}
+    texts = ["great wonderful film.", "awful boring mess.", "fine " * 40]
+    np.testing.assert_array_equal(bertclf.load(old).predict_proba(texts),
+                                  bertclf.load(trained / "model").predict_proba(texts))
+    result = CliRunner().invoke(app, ["predict", "-m", str(old), "great film."])
+    assert result.exit_code == 0 and result.stdout.split("\t")[0] in {"neg", "pos"}, result.output
+
+
+@pytest.mark.parametrize(("damage", "said"), [
+    (lambda c: {**c, "labels": ["neg"]}, "1 labels for a model of 2 outputs"),
+    (lambda c: {**c, "model": {**c["model"], "layer_lr_decy": 0.9}}, "unknown key finetune.layer_lr_decy"),
+    (lambda c: {**c, "arch": "transformer"}, "arch 'transformer' is not one of"),
+    (lambda c: {**c, "dims": {**c["dims"], "num_labels": "two"}}, "dimensions"),
+    (lambda c: {k: v for k, v in c.items() if k != "tokenize"}, "'tokenize'"),
+    (lambda c: [c], "not a JSON object"),
+])
+def test_a_damaged_bertclf_json_is_one_line_naming_it(finetuned: Path, tmp_path: Path, damage: Callable,
+                                                       said: str) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(finetuned, model)
+    (model / CONFIG).write_text(json.dumps(damage(json.loads((model / CONFIG).read_text()))))
+    result = CliRunner().invoke(app, ["predict", "-m", str(model), "x"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and str(model / CONFIG) in line and said in line, line
+
+
+def test_predict_reads_a_header_less_file_of_the_training_file_s_shape(data: Inputs, tmp_path: Path) -> None:
+    """A model trained on a header-less file (data.columns, as `bertclf init` sets it) reads new
+    files of that shape without --columns; another header-less file gets a hint naming --columns."""
+    run_train(data, tmp_path, train={"arch": "bigru", "batch_size": 16, "epochs": 1},
+              bigru={"hidden": 4, "attention_dim": 4},
+              data={"name": "file", "path": "inputs/data/reviews.csv", "columns": ["c1", "c2"],
+                    "text_column": "c2", "label_column": "c1"})
+    assert ModelDir.read(tmp_path / "model").columns == ("c1", "c2")
+    src = tmp_path / "new.csv"
+    src.write_text("pos,a wonderful film\nneg,an awful boring film\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", "-m", str(tmp_path / "model"), "-i", str(src)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["c1"] for r in rows] == ["pos", "neg"] and all(r["label"] in {"neg", "pos"} for r in rows)
+    other = tmp_path / "other.csv"
+    other.write_text("1,pos,a wonderful film\n2,neg,an awful boring film\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", "-m", str(tmp_path / "model"), "-i", str(other)])
+    assert result.exit_code == 1 and "--columns c1,c2,c3" in result.stderr, result.output
+    assert "data.columns" not in result.stderr
+
+
+def readme_onnx_snippet() -> str:
+    """The README's Python block that runs an exported model with plain onnxruntime + tokenizers."""
+    blocks = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / "README.md").read_text(), re.S)
+    (snippet,) = [b for b in blocks if "Tokenizer.from_file" in b]
+    return snippet
+
+
+def test_plain_onnxruntime_and_tokenizers_agree_with_bertclf(finetuned: Path, data: Inputs, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's snippet, no bertclf in it, on a model exported by `bertclf export`: its files
+    cut and pad as training did (at tokenize.max_length, 24 in the fixture, where the encoder's own
+    tokenizer.json says 128 and pads every text to 128), so its logits are bertclf's, long texts
+    included. Head truncation: the fixture's head_tail is set to head for the long texts (plain
+    tokenizers cut from one end only)."""
+    import shutil
+
+    head = tmp_path / "head"
+    shutil.copytree(finetuned, head)
+    saved = json.loads((head / CONFIG).read_text())
+    (head / CONFIG).write_text(json.dumps({**saved, "tokenize": {**saved["tokenize"], "truncation": "head"}}))
+    test_file = data.tokens.parent / "split" / "test.parquet"
+    long_text = " ".join(["a wonderful film"] * 30)  # 90 tokens
+    for model, texts in ((finetuned, ["a text to classify", "another one"]), (head, [long_text, "fine"])):
+        project = tmp_path / f"project-{model.name}"
+        project.mkdir()
+        result = CliRunner().invoke(app, ["export", "-m", str(model), "-o", str(project / "models/onnx"),
+                                          "--data", str(test_file)])
+        assert result.exit_code == 0, result.output
+        for files in (model, project / "models/onnx"):  # the model directory, and its export
+            fast = json.loads((files / "tokenizer.json").read_text())
+            assert fast["truncation"]["max_length"] == 24 and fast["padding"]["strategy"] == "BatchLongest"
+            assert json.loads((files / "tokenizer_config.json").read_text())["model_max_length"] == 24
+        monkeypatch.chdir(project)
+        snippet = readme_onnx_snippet().replace('["a text to classify", "another one"]', repr(texts))
+        namespace: dict = {}
+        exec(snippet, namespace)
+        np.testing.assert_allclose(namespace["logits"], bertclf.load(model).logits(texts), atol=1e-4)

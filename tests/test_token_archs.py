@@ -14,12 +14,13 @@ from safetensors.torch import load_file
 
 import bertclf
 import bertclf.training.checkpoints as checkpoints
+from bertclf.config import CNNConfig
 from bertclf.data.stores import Batch, Inputs, TokenStore, concat
 from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.evaluation import evaluate
 from bertclf.features import FeaturizeConfig, featurize
-from bertclf.model_dir import load_classifier
-from bertclf.models import ModelConfig, get
+from bertclf.model_dir import ModelDir
+from bertclf.models import Dims, get
 from bertclf.models.finetune import layerwise_param_groups, load_finetune, pool_windows
 from bertclf.pretrain import PretrainConfig, pretrain
 from bertclf.serving.export import export_onnx
@@ -70,13 +71,12 @@ def test_token_archs_learn_and_round_trip(inputs: Inputs, tmp_path: Path, arch: 
                                           knobs: dict) -> None:
     report = run(inputs, tmp_path, knobs, arch=arch, **kw)
     assert report["best_val_acc"] >= 0.85, report  # sentiment words decide the label; chance is 0.5
-    _, config = load_classifier(tmp_path / "model")
-    assert config["model"]["arch"] == arch
+    assert ModelDir.read(tmp_path / "model").arch == arch
     if arch == "finetune":  # a Hugging Face model directory, tokenizer included
         for f in ("config.json", "model.safetensors", "tokenizer.json", "bertclf.json", "labels.json"):
             assert (tmp_path / "model" / f).is_file(), f
-    result = evaluate(tmp_path / "model", inputs, inputs.tokens.parent / "split", tmp_path / "eval.json",
-                      tmp_path / "eval", tmp_path / "predictions")
+    result = evaluate(tmp_path / "model", inputs, tmp_path / "eval.json", tmp_path / "eval",
+                      tmp_path / "predictions")
     assert result["val_acc"] == report["best_val_acc"]  # the saved model is the best epoch's
 
 
@@ -117,7 +117,7 @@ def test_attention_dropout_replaces_the_encoders_own_and_is_saved(inputs: Inputs
     run(inputs, tmp_path, {"attention_dropout": 0.0}, arch="finetune", lr=2e-3, epochs=1)
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["attention_probs_dropout_prob"] == 0.0 != own
-    assert load_classifier(tmp_path / "model")[1]["model"]["attention_dropout"] == 0.0
+    assert ModelDir.read(tmp_path / "model").knobs.attention_dropout == 0.0
 
 
 def test_hidden_dropout_replaces_the_encoders_own_and_is_saved(inputs: Inputs, tmp_path: Path,
@@ -126,7 +126,7 @@ def test_hidden_dropout_replaces_the_encoders_own_and_is_saved(inputs: Inputs, t
     run(inputs, tmp_path, {"hidden_dropout": 0.0}, arch="finetune", lr=2e-3, epochs=1)
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["hidden_dropout_prob"] == 0.0 != own
-    assert load_classifier(tmp_path / "model")[1]["model"]["hidden_dropout"] == 0.0
+    assert ModelDir.read(tmp_path / "model").knobs.hidden_dropout == 0.0
     # no dropout anywhere: training mode computes what evaluation does
     model = load_finetune(tmp_path / "model", attention_dropout=0.0)
     ids = torch.tensor([[101, 7, 8, 9, 102]])
@@ -157,9 +157,8 @@ def test_layerwise_lr_decay_gives_each_layer_its_rate(tiny_bert_dir: Path) -> No
 
 
 def test_cnn_ignores_padding_and_handles_short_documents() -> None:
-    cfg = ModelConfig(arch="cnn", input_dim=0, num_labels=2, vocab_size=50, pad_id=0, embedding_dim=6,
-                      num_filters=4, filter_widths=(2, 3))
-    model = get("cnn").build(cfg, Path("no-encoder")).eval()
+    cfg = CNNConfig(embedding_dim=6, num_filters=4, filter_widths=(2, 3))
+    model = get("cnn").build(cfg, Dims(num_labels=2, vocab_size=50, pad_id=0), Path("no-encoder")).eval()
     ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 0, 0, 0]])
     mask = (ids != 0).long()
     logits = model(Batch(input_ids=ids, attention_mask=mask))
@@ -219,7 +218,7 @@ def test_sliding_windows_read_what_truncation_cuts_off(late_label: Path, tiny_be
     assert accuracy[1] <= 0.7 and accuracy[3] >= 0.85, accuracy
     clf = bertclf.load(tmp_path / "w3" / "model")
     val = pd.read_parquet(late_label / "val.parquet")
-    assert clf.model_cfg.window_pool == pool and clf.describe()["windows"] == 3
+    assert clf.md.knobs.window_pool == pool and clf.describe()["windows"] == 3
     predicted = [p.label for p in clf.predict(val["text"].tolist())]
     assert np.mean(np.array(predicted) == np.array(["neg", "pos"])[val["label"]]) == accuracy[3]
     exported = bertclf.load(export_onnx(tmp_path / "w3" / "model", tmp_path / "onnx"))  # pools the same
@@ -260,4 +259,4 @@ def test_frozen_word_embeddings_stay_pre_trained(inputs: Inputs, tmp_path: Path,
     assert torch.equal(after[words], before[words])
     moved = [k for k in after if "encoder.layer" in k and not torch.equal(after[k], before[k])]
     assert moved  # the rest trained
-    assert load_classifier(tmp_path / "model")[1]["model"]["freeze_embeddings"] is True
+    assert ModelDir.read(tmp_path / "model").knobs.freeze_embeddings is True

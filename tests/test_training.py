@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score
 import bertclf.training.checkpoints as checkpoints
 from bertclf.data.stores import Inputs
 from bertclf.evaluation import evaluate, load_predictions
+from bertclf.model_dir import ModelDir
 from bertclf.training.loop import TrainingError
 from tests.conftest import make_config, run_train
 from tests.featurefixtures import write_features
@@ -82,8 +83,8 @@ def test_learns_and_writes_model_metrics_and_plots(features: Path, tmp_path: Pat
     summary = json.loads((tmp_path / "train.json").read_text())
     assert set(summary) == {"best_epoch", "train", "val"}
     assert summary["val"]["loss"] == report["final_val_loss"]
-    config = json.loads((tmp_path / "model/bertclf.json").read_text())
-    assert config["model"]["arch"] == arch and config["data"]["encoder"] == "synthetic"
+    saved = ModelDir.read(tmp_path / "model")
+    assert saved.arch == arch and saved.data["encoder"] == "synthetic"
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(features: Path, tmp_path: Path,
@@ -238,7 +239,8 @@ def test_the_gpu_random_state_is_checkpointed_and_restored(tmp_path: Path,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     checkpoints.save_checkpoint(tmp_path / "epoch_1", model, optimizer, scheduler, {"epoch": 1}, "key")
     saved = checkpoints.load_state(tmp_path / "epoch_1")
-    checkpoints.restore_rng(saved)
+    found = checkpoints.Checkpoint(tmp_path / "epoch_1", saved)
+    assert checkpoints.restore(found, model, optimizer, scheduler, torch.device("cpu")) == {"epoch": 1}
     assert len(restored) == 1 and torch.equal(restored[0][0], gpu_state[0])
 
 
@@ -270,19 +272,8 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path: Path) -> None:
 
 def test_evaluate_agrees_with_sklearn_on_saved_predictions(features: Path, tmp_path: Path) -> None:
     run(features, tmp_path, arch="han", epochs=2)
-    splits = tmp_path / "split"
-    splits.mkdir()
-    import pandas as pd
-
-    words = ["good", "bad", "ugly"]
-    rng = np.random.default_rng(0)
-    for name, n in SIZES.items():
-        labels = rng.integers(0, 3, n)
-        pd.DataFrame({"id": [str(i) for i in range(n)],
-                      "text": [f"{words[y]} movie {rng.integers(9)}" for y in labels],
-                      "label": labels}).to_parquet(splits / f"{name}.parquet")
     inputs = Inputs(features, features, features)
-    report = evaluate(tmp_path / "model", inputs, splits, tmp_path / "eval.json", tmp_path / "eval",
+    report = evaluate(tmp_path / "model", inputs, tmp_path / "eval.json", tmp_path / "eval",
                       tmp_path / "predictions")
     predictions = load_predictions(tmp_path / "predictions")
     assert len(predictions) == SIZES["test"]

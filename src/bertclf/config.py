@@ -450,3 +450,21 @@ def lookup(raw: Mapping[str, Any], key: str) -> Any:
             raise ConfigError(f"{key!r} is not a key of {PARAMS_FILE}{_suggest(key)}")
         node = node[part]
     return node
+
+
+
+def to_yaml(value: Any, flow: bool = True) -> str:
+    """`value` as YAML 1.2, the way params.yaml holds it and DVC writes it: in flow style (one line:
+    ``3e-05``, ``[3, 4, 5]``, ``null``, ``'1'`` for a string that reads as a number), as
+    ``dvc exp run -S key=VALUE`` takes it, or as a block document; keys in their order."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = flow
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    yaml.allow_unicode = True
+    out = io.StringIO()
+    yaml.dump(list(value) if isinstance(value, tuple) else value, out)
+    return out.getvalue().strip().removesuffix("...").strip()

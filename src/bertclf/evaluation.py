@@ -22,32 +22,28 @@ from bertclf.atomic import atomic_path
 from bertclf.data.stores import Inputs
 from bertclf.inference import predict_logits, resolve_device
 from bertclf.live import StageLive
-from bertclf.model_dir import load_classifier
-from bertclf.models import ModelConfig, get
+from bertclf.model_dir import ModelDir
 from bertclf.plotting import plot_confusion
 
 
-def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, plots: Path, predictions: Path,
+def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predictions: Path,
              batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
     """Accuracy, macro-F1, per-class scores, confusion matrix and throughput of the saved model.
 
     Returns the whole report; the scores are also the stage's metrics file.
     """
-    model, config = load_classifier(model_dir)
-    model_cfg = ModelConfig.from_dict(config["model"])
-    arch = get(model_cfg.arch)
-    meta = config["data"]
-    labels = [str(x) for x in meta.get("labels", [])]
+    md = ModelDir.read(model_dir)
+    arch, labels = md.family, list(md.labels)
     torch_device = resolve_device(device)
-    model.to(torch_device)
+    model = md.load_model().to(torch_device)
     live = StageLive(metrics, plots)
     report: dict[str, Any] = {"arch": arch.name}
     tables = {}
     for split in ("val", "test"):
         store = inputs.open(arch.reads, split)
         t0 = time.perf_counter()
-        logits = predict_logits(model, store, lambda st, idx: arch.batch(st, idx, model_cfg), batch_size,
-                                torch_device, desc=f"evaluate {split}")
+        logits = predict_logits(model, store, lambda st, idx: arch.batch(st, idx, md.knobs, md.dims),
+                                batch_size, torch_device, desc=f"evaluate {split}")
         seconds = time.perf_counter() - t0
         pred = logits.argmax(1)
         tables[split] = prediction_table(store, logits, labels)
@@ -61,8 +57,8 @@ def evaluate(model_dir: Path, inputs: Inputs, splits_dir: Path, metrics: Path, p
             report.update(score_test(store, pred, labels, arch.name, acc, live, plots))
             # the model alone, from what it reads: precomputed token vectors or token ids
             report["test_docs_per_s"] = round(len(store) / seconds, 1)
-    report["test_subsampled"] = bool(meta.get("test_subsampled", False))
-    report["test_rows_full"] = meta.get("test_rows_full", report["test_rows"])
+    report["test_subsampled"] = md.test_subsampled
+    report["test_rows_full"] = md.test_rows_full if md.test_rows_full is not None else report["test_rows"]
     live.summary["test"]["subsampled"] = report["test_subsampled"]
     live.log_plot("accuracy", [{"split": "validation", "accuracy": report["val_acc"]},
                                {"split": "test", "accuracy": report["test_acc"]}], x="accuracy", y="split")

@@ -158,7 +158,10 @@ def _with_others(frame: pd.DataFrame, others: list[dict[str, Any]] | pd.DataFram
 COLUMNS_HINT = "set data.text_column / data.label_column"  # for the pipeline's input files
 TEXTS_HINT = "pass --text-column NAME (text_column= in Python)"  # for files given to predict
 NO_HEADER_HINT = ("the first line looks like data, not column names: if the file has no header row, "
-                  "name its columns with data.columns (e.g. data.columns: [{}])")
+                  "name its columns with {}")
+# how a user names the columns of a header-less file: for the pipeline, and for predict
+NAME_COLUMNS = {COLUMNS_HINT: "data.columns (e.g. data.columns: [{}])",
+                TEXTS_HINT: "--columns (e.g. --columns {}; columns= in Python)"}
 
 
 def looks_like_data(header: Sequence[str]) -> bool:
@@ -200,7 +203,9 @@ def read_delimited(path: str | Path, text_column: TextColumns, label_column: str
                 if columns:
                     raise DataError(f"no column {column!r} in data.columns ({', '.join(header)})", path)
                 shown = ", ".join(header) if len(", ".join(header)) < 200 else ", ".join(header)[:197] + "..."
-                why = (NO_HEADER_HINT.format(", ".join(f"c{i + 1}" for i in range(len(header))))
+                names = [f"c{i + 1}" for i in range(len(header))]
+                how = NAME_COLUMNS.get(hint, NAME_COLUMNS[COLUMNS_HINT])
+                why = (NO_HEADER_HINT.format(how.format((", " if hint == COLUMNS_HINT else ",").join(names)))
                        if looks_like_data(header) else hint)
                 raise DataError(f"no column {column!r} in the header (columns: {shown}); {why}", path, 1)
         tis = [header.index(c) for c in wanted]
@@ -311,3 +316,24 @@ def read_texts(path: str | Path, text_column: TextColumns | None = None,
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TEXT_SUFFIXES)}", path)
     return _read_columns(path, suffix, text_column or "text", None, TEXTS_HINT, columns, keep)
+
+
+def headerless_columns(path: str | Path, columns: Sequence[str] | None,
+                       text_column: TextColumns) -> tuple[str, ...] | None:
+    """`columns` — the names a model's header-less training file was given — for a csv/tsv `path`
+    of the same shape: its first row has as many fields and names none of the text columns. Else
+    None (the file names its own columns, or is another shape, for the reader to say so)."""
+    path = Path(path)
+    suffix = base_suffix(path)
+    if not columns or suffix not in (".csv", ".tsv"):
+        return None
+    try:
+        with _open_binary(path) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
+            first = next(csv.reader(text, delimiter="\t" if suffix == ".tsv" else ",", quoting=quoting), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None  # the reader names the file, line and fault
+    if first is None or len(first) != len(columns) or set(_names(text_column)) & set(first):
+        return None
+    return tuple(columns)

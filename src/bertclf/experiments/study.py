@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bertclf.config import load_config, lookup, read_yaml, to_dict
+from bertclf.config import load_config, lookup, read_yaml, to_dict, to_yaml
 from bertclf.errors import BertclfError, ConfigError
 
 FINAL = "final"
@@ -100,12 +98,8 @@ def load_study(path: Path) -> Study:
     )
 
 
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
 def _slug(value: Any) -> str:
-    text = _yaml(value)
+    text = to_yaml(value)
     return "".join(c if c.isalnum() or c in "-." else "_" for c in text.lower()).strip(".") or "x"
 
 
@@ -160,7 +154,7 @@ def set_args(overrides: dict[str, Any]) -> list[str]:
     """`-S key=value` arguments for `dvc exp run` (values in YAML syntax)."""
     args = []
     for key, value in overrides.items():
-        args += ["-S", f"{key}={_yaml(value)}"]
+        args += ["-S", f"{key}={to_yaml(value)}"]
     return args
 
 

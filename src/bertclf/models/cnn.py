@@ -9,27 +9,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from bertclf.config import CNNConfig
 from bertclf.data.stores import Batch, TokenStore
-from bertclf.models.base import Arch, ModelConfig
+from bertclf.models.base import Arch, Dims
 
 
 class KimCNN(nn.Module):
     """Kim (2014): learned embeddings, convolutions of several widths, max over time, linear."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: CNNConfig, dims: Dims):
         super().__init__()
-        self.cfg = cfg
-        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_id)
+        self.filter_widths = cfg.filter_widths
+        self.embedding = nn.Embedding(dims.vocab_size, cfg.embedding_dim, padding_idx=dims.pad_id)
         self.convs = nn.ModuleList(
             nn.Conv1d(cfg.embedding_dim, cfg.num_filters, width) for width in cfg.filter_widths)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.num_filters * len(cfg.filter_widths), cfg.num_labels)
+        self.head = nn.Linear(cfg.num_filters * len(cfg.filter_widths), dims.num_labels)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         assert batch.input_ids is not None and batch.attention_mask is not None
         x = self.dropout(self.embedding(batch.input_ids)).transpose(1, 2)  # [B, E, T]
         pooled = []
-        for conv, width in zip(self.convs, self.cfg.filter_widths, strict=True):
+        for conv, width in zip(self.convs, self.filter_widths, strict=True):
             h = torch.relu(conv(x))  # [B, F, windows]
             # a window counts when its last token is real; a document shorter than the window
             # still has its first window
@@ -39,13 +40,13 @@ class KimCNN(nn.Module):
         return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
 
-def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    return KimCNN(cfg)
+def _build(cfg: CNNConfig, dims: Dims, encoder_dir: Path) -> nn.Module:
+    return KimCNN(cfg, dims)
 
 
-def _batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
+def _batch(store: TokenStore, idx: np.ndarray, cfg: CNNConfig, dims: Dims) -> Batch:
     # at least the widest filter: every document has one window per width
-    return store.token_batch(idx, cfg.pad_id, min_width=max(cfg.filter_widths))
+    return store.token_batch(idx, dims.pad_id, min_width=max(cfg.filter_widths))
 
 
 ARCH = Arch("cnn", reads="tokens", build=_build, batch=_batch, export="model")

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from bertclf.config import FinetuneConfig, TrainConfig
 from bertclf.data.stores import Batch, TokenStore
 from bertclf.encoder import from_local
-from bertclf.models.base import Arch, ModelConfig
+from bertclf.models.base import Arch, Dims
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
 
@@ -91,22 +92,21 @@ def layerwise_param_groups(model: FineTuneClassifier, lr: float, decay: float,
             for (group_lr, wd), params in sorted(groups.items(), key=lambda kv: -kv[0][0])]
 
 
-def _param_groups(model: nn.Module, config: Any) -> list[dict[str, Any]]:
+def _param_groups(model: nn.Module, recipe: TrainConfig, cfg: FinetuneConfig) -> list[dict[str, Any]]:
     assert isinstance(model, FineTuneClassifier)
-    return layerwise_param_groups(model, config.train.lr, config.finetune.layer_lr_decay,
-                                  config.train.weight_decay)
+    return layerwise_param_groups(model, recipe.lr, cfg.layer_lr_decay, recipe.weight_decay)
 
 
-def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    model = load_finetune(encoder_dir, cfg.num_labels, cfg.attention_dropout, cfg.window_pool,
+def _build(cfg: FinetuneConfig, dims: Dims, encoder_dir: Path) -> nn.Module:
+    model = load_finetune(encoder_dir, dims.num_labels, cfg.attention_dropout, cfg.window_pool,
                           cfg.hidden_dropout)
     if cfg.freeze_embeddings:  # layerwise_param_groups leaves out what needs no gradient
         model.model.get_input_embeddings().weight.requires_grad_(False)
     return model
 
 
-def _batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
-    return store.window_batch(idx, cfg.pad_id)
+def _batch(store: TokenStore, idx: np.ndarray, cfg: FinetuneConfig, dims: Dims) -> Batch:
+    return store.window_batch(idx, dims.pad_id)
 
 
 def _save(model: nn.Module, out: Path) -> None:
@@ -114,9 +114,9 @@ def _save(model: nn.Module, out: Path) -> None:
     model.model.save_pretrained(out, safe_serialization=True)
 
 
-def _load(cfg: ModelConfig, model_dir: Path) -> nn.Module:
+def _load(cfg: FinetuneConfig, dims: Dims, model_dir: Path) -> nn.Module:
     return load_finetune(model_dir, window_pool=cfg.window_pool)
 
 
 ARCH = Arch("finetune", reads="tokens", build=_build, batch=_batch, export="model",
-            param_groups=_param_groups, save=_save, load=_load, bf16_by_default=True)
+            param_groups=_param_groups, save=_save, hf_model=True, load=_load, bf16_by_default=True)

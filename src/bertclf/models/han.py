@@ -13,25 +13,25 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from bertclf.config import RecurrentConfig
 from bertclf.data.stores import Batch, FeatureStore
-from bertclf.models.base import Arch, ModelConfig
+from bertclf.models.base import Arch, Dims
 from bertclf.models.layers import AttentionPool, RecurrentEncoder, encode_and_pool
 
 
 class HANClassifier(nn.Module):
     """Hierarchical Attention Network: words -> sentence vectors -> document vector."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: RecurrentConfig, dims: Dims):
         super().__init__()
-        self.cfg = cfg
-        self.word_encoder = RecurrentEncoder(cfg.input_dim, cfg.hidden, cfg.depth, cfg.dropout,
-                                             cfg.norm, cfg.residual, cfg.cell)
+        self.word_encoder = RecurrentEncoder(dims.input_dim, cfg.hidden, cfg.depth, cfg.dropout,
+                                             cfg.norm, cfg.residual)
         self.word_pool = AttentionPool(self.word_encoder.output_dim, cfg.attention_dim)
         self.sentence_encoder = RecurrentEncoder(self.word_encoder.output_dim, cfg.hidden, cfg.depth,
-                                                 cfg.dropout, cfg.norm, cfg.residual, cfg.cell)
+                                                 cfg.dropout, cfg.norm, cfg.residual)
         self.sentence_pool = AttentionPool(self.sentence_encoder.output_dim, cfg.attention_dim)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.sentence_encoder.output_dim, cfg.num_labels)
+        self.head = nn.Linear(self.sentence_encoder.output_dim, dims.num_labels)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         assert batch.sentence_tokens is not None and batch.sentence_lengths is not None
@@ -44,12 +44,12 @@ class HANClassifier(nn.Module):
         return self.head(self.dropout(doc))
 
 
-def _batch(store: FeatureStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
+def _batch(store: FeatureStore, idx: np.ndarray, cfg: RecurrentConfig, dims: Dims) -> Batch:
     return store.sentence_batch(idx)
 
 
-def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    return HANClassifier(cfg)
+def _build(cfg: RecurrentConfig, dims: Dims, encoder_dir: Path) -> nn.Module:
+    return HANClassifier(cfg, dims)
 
 
 ARCH = Arch("han", reads="features", build=_build, batch=_batch, export="encoder")

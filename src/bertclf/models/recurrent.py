@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bertclf.config import RecurrentConfig, RNNConfig
 from bertclf.data.stores import Batch, FeatureStore, TokenStore
-from bertclf.models.base import Arch, ModelConfig
+from bertclf.models.base import Arch, Dims
 from bertclf.models.layers import AttentionPool, RecurrentEncoder, encode_and_pool
 
 
@@ -22,21 +23,23 @@ class RecurrentClassifier(nn.Module):
     """Stacked bidirectional layers + attention over a document's tokens, then a linear layer.
     With `vocab_size`, the tokens are learned embeddings of ids (with dropout); else vectors."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: RecurrentConfig, dims: Dims, cell: str = "gru"):
         super().__init__()
-        self.cfg = cfg
-        if cfg.vocab_size:
-            self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=cfg.pad_id)
-        width = cfg.embedding_dim if cfg.vocab_size else cfg.input_dim
+        self.embedding: nn.Embedding | None = None
+        width = dims.input_dim
+        if dims.vocab_size:
+            assert isinstance(cfg, RNNConfig)
+            self.embedding = nn.Embedding(dims.vocab_size, cfg.embedding_dim, padding_idx=dims.pad_id)
+            width = cfg.embedding_dim
         self.encoder = RecurrentEncoder(width, cfg.hidden, cfg.depth, cfg.dropout, cfg.norm, cfg.residual,
-                                        cfg.cell)
+                                        cell)
         self.pool = AttentionPool(self.encoder.output_dim, cfg.attention_dim)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.encoder.output_dim, cfg.num_labels)
+        self.head = nn.Linear(self.encoder.output_dim, dims.num_labels)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         assert batch.lengths is not None
-        if self.cfg.vocab_size:
+        if self.embedding is not None:
             assert batch.input_ids is not None
             x = self.dropout(self.embedding(batch.input_ids))
         else:
@@ -46,18 +49,22 @@ class RecurrentClassifier(nn.Module):
         return self.head(self.dropout(doc))
 
 
-def _build(cfg: ModelConfig, encoder_dir: Path) -> nn.Module:
-    return RecurrentClassifier(cfg)
+def _build_gru(cfg: RecurrentConfig, dims: Dims, encoder_dir: Path) -> nn.Module:
+    return RecurrentClassifier(cfg, dims, "gru")
 
 
-def _vector_batch(store: FeatureStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
+def _build_lstm(cfg: RNNConfig, dims: Dims, encoder_dir: Path) -> nn.Module:
+    return RecurrentClassifier(cfg, dims, "lstm")
+
+
+def _vector_batch(store: FeatureStore, idx: np.ndarray, cfg: RecurrentConfig, dims: Dims) -> Batch:
     return store.vector_batch(idx)
 
 
-def _token_batch(store: TokenStore, idx: np.ndarray, cfg: ModelConfig) -> Batch:
-    return store.token_batch(idx, cfg.pad_id)
+def _token_batch(store: TokenStore, idx: np.ndarray, cfg: RNNConfig, dims: Dims) -> Batch:
+    return store.token_batch(idx, dims.pad_id)
 
 
-BIGRU = Arch("bigru", reads="features", build=_build, batch=_vector_batch, export="encoder")
+BIGRU = Arch("bigru", reads="features", build=_build_gru, batch=_vector_batch, export="encoder")
 # packed sequences over learned embeddings have no ONNX form, and there is no encoder to export
-RNN = Arch("rnn", reads="tokens", build=_build, batch=_token_batch, export=None, fixed={"cell": "lstm"})
+RNN = Arch("rnn", reads="tokens", build=_build_lstm, batch=_token_batch, export=None)

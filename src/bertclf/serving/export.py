@@ -27,12 +27,12 @@ from torch import nn
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.data.stores import Batch
-from bertclf.encoder import copy_tokenizer_files, encoder_vectors, load_encoder
+from bertclf.encoder import encoder_vectors, load_encoder
 from bertclf.errors import BertclfError
-from bertclf.model_dir import CONFIG, ENCODER, WEIGHTS, load_classifier, read_config
-from bertclf.models import ARCHS, get
+from bertclf.model_dir import WEIGHTS, ModelDir, write_tokenizer_files
+from bertclf.models import ARCHS
 from bertclf.progress import track
-from bertclf.serving.predictor import ENCODER_ONNX_FILE, ONNX_FILE, TextClassifier, import_onnxruntime
+from bertclf.serving.predictor import TextClassifier, import_onnxruntime
 
 QUANTIZE = ("int8",)
 OPSET = 17
@@ -92,32 +92,30 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 def export_onnx(model_dir: Path, out: Path, quantize: str | None = None) -> Path:
     """Write the exported model directory `out` (atomically)."""
-    config = read_config(model_dir)
-    arch = get(config["model"]["arch"])
+    md = ModelDir.read(model_dir)
+    arch = md.family
     if arch.export is None:
         exportable = ", ".join(a.name for a in ARCHS.values() if a.export)
         raise BertclfError(f"{model_dir}: export supports {exportable}; {arch.name} runs packed recurrent "
                            "sequences over learned embeddings, which ONNX cannot express")
     if quantize is not None and quantize not in QUANTIZE:
         raise BertclfError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
-    model, _ = load_classifier(model_dir)
+    model = md.load_model()
+    exported = md.exported(out, quantize, OPSET)
     with atomic_path(out, is_dir=True) as tmp, tempfile.TemporaryDirectory() as scratch:
         if arch.export == "encoder":  # the encoder goes to ONNX; the small recurrent head stays in PyTorch
-            graph_file = ENCODER_ONNX_FILE
-            graph: nn.Module = _EncoderGraph(load_encoder(model_dir / ENCODER),
-                                             config.get("data", {}).get("layers", "last"))
+            graph: nn.Module = _EncoderGraph(load_encoder(md.need(md.encoder_dir)), md.layers or "last")
             output = "vectors"
-            shutil.copyfile(model_dir / WEIGHTS, tmp / WEIGHTS)
+            shutil.copyfile(md.weights, tmp / WEIGHTS)
         else:
-            graph_file, graph, output = ONNX_FILE, _TokenGraph(model), "logits"
+            graph, output = _TokenGraph(model), "logits"
+        graph_file = exported.onnx_file.name
         fp32 = Path(scratch) / graph_file if quantize else tmp / graph_file
-        export_graph(graph, fp32, output, max(config["model"].get("filter_widths", [1])))
+        export_graph(graph, fp32, output, max(getattr(md.knobs, "filter_widths", (1,))))
         if quantize:
             quantize_int8(fp32, tmp / graph_file)
-        copy_tokenizer_files(model_dir, tmp)
-        shutil.copyfile(model_dir / "labels.json", tmp / "labels.json")
-        write_json(tmp / CONFIG, {**config, "runtime": {"format": "onnx", "quantize": quantize,
-                                                        "opset": OPSET, "exported_from": str(model_dir)}})
+        write_tokenizer_files(md.tokenizer_dir, tmp, md.tokenize)
+        exported.write(tmp)
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bertclf.atomic import atomic_path
-from bertclf.data.readers import TextColumns, base_suffix, read_texts
+from bertclf.data.readers import TextColumns, base_suffix, headerless_columns, read_texts
 from bertclf.errors import DataError
 from bertclf.plotting import SafeCsvWriter
 from bertclf.progress import progress
@@ -124,7 +124,10 @@ def predict_file(clf: TextClassifier, src: Path, dst: Path | None, text_column: 
     when None or ``-``), keeping the input's other columns; returns the count. Without
     `text_column`, the text is in the column(s) the model was trained on."""
     output_format(dst, fmt)  # refuse a bad output before reading anything
-    texts, others = read_input(src, text_column or clf.text_columns, columns, stdin)
+    text_column = text_column or clf.text_columns
+    if columns is None and str(src) != STDIO:  # a header-less file like the one the model was trained on
+        columns = headerless_columns(src, clf.md.columns, text_column)
+    texts, others = read_input(src, text_column, columns, stdin)
 
     def rows() -> Iterable[dict[str, Any]]:
         with progress(total=len(texts), desc="classifying", unit="texts") as bar:

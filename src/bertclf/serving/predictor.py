@@ -21,23 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from bertclf.config import TokenizeConfig
 from bertclf.data.stores import Batch, FeatureStore, TokenStore, pad_ids
 from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder
 from bertclf.errors import BertclfError
 from bertclf.inference import autocast, predict_logits, resolve_device, resolve_precision
-from bertclf.model_dir import ENCODER, load_classifier, read_config
-from bertclf.models import ModelConfig, get
+from bertclf.model_dir import ModelDir
 from bertclf.models.finetune import pool_windows
 
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has bf16 units
-ONNX_FILE = "model.onnx"  # an exported finetune / cnn model
-ENCODER_ONNX_FILE = "encoder.onnx"  # the exported encoder of a token-vector model (its head stays in PyTorch)
 MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (token-vector models), as featurize's default
-# padded tokens per forward pass of a token-id model (at most `batch_size` texts): against 64
-# texts a pass, 1.10x on r8's 100-token texts and 1.19x on IMDB's 203 (bf16, Zen 5); sentences of
-# 27 tokens reach 64 texts first (benchmarks/results/predict_batching.json)
+# padded tokens per forward pass of a token-id model (at most `batch_size` texts): a fixed token
+# budget keeps long texts from making huge batches and short ones from making tiny passes
+# (measured in benchmarks/results/predict_batching.json, docs/SPEED.md)
 PREDICT_BATCH_TOKENS = 2048
 
 
@@ -99,68 +95,44 @@ class TextClassifier:
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32",
                  batch_size: int = 64, threads: int = 0):
-        self.model_dir = Path(model_dir)
-        self.config = read_config(self.model_dir)
-        self.model_cfg = ModelConfig.from_dict(self.config["model"])
-        self.family = get(self.model_cfg.arch)  # what it reads, how it is batched and exported
-        self.arch: str = self.family.name
-        data = self.config.get("data", {})
-        self.labels = [str(x) for x in data.get("labels", [])]
-        # the text column(s) of the file it was trained on: what `predict --input` reads by default
-        self.text_columns: list[str] = list(self.config.get("input", {}).get("text_column", ["text"]))
-        if not self.labels:
-            raise BertclfError(f"{self.model_dir}: bertclf.json names no labels; the file is damaged")
         if precision not in PRECISIONS:
             raise BertclfError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if threads:
             torch.set_num_threads(threads)
+        self.md = md = ModelDir.read(model_dir)
+        self.model_dir, self.family, self.arch = md.path, md.family, md.arch
+        self.labels, self.text_columns = list(md.labels), list(md.text_columns)
+        self.tokenize_cfg = md.tokenize
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
-        self.runtime = self.config.get("runtime", {}).get("format", "torch")
-        self.tokenize_cfg = TokenizeConfig(**data.get("tokenize", {}))
-        self.tokenizer = DocumentTokenizer(self._tokenizer(), self.tokenize_cfg)
-        self.model: nn.Module
-        if self.runtime == "onnx" and self.family.export == "model":
-            self.model = OnnxClassifier(self._need(ONNX_FILE), threads, self.model_cfg.window_pool)
-        else:
-            self.model, _ = load_classifier(self.model_dir)
-            self.model.to(self.device)
-        # bf16: a pre-trained transformer runs on bf16 weights (no per-step casts: 1.18x autocast on
-        # Zen 5, same accuracy within 0.1 point), a small head under bf16 autocast
+        self.runtime = md.runtime.format
+        self.tokenizer = DocumentTokenizer(load_tokenizer(md.tokenizer_dir),
+                                           md.tokenize)
+        # bf16: a pre-trained transformer runs on bf16 weights (no per-step casts; faster than
+        # autocast at the same accuracy, docs/SPEED.md), a small head under bf16 autocast
         self.bf16_weights = (self.precision == "bf16" and self.runtime != "onnx"
                              and self.family.reads == "tokens" and self.family.bf16_by_default)
-        if self.bf16_weights:
-            self.model.to(torch.bfloat16)
+        self.model = self._model(threads)
         # models over token vectors: the encoder that turns token ids into the vectors they read
-        self.encode_ids: Callable[[list[np.ndarray]], torch.Tensor] | None = None
-        if self.family.reads == "features":
-            layers = data.get("layers", "last")
-            pad_id = self.tokenizer.tok.pad_token_id or 0
-            if self.runtime == "onnx":
-                self.encode_ids = OnnxEncoder(self._need(ENCODER_ONNX_FILE), pad_id, threads)
-            else:
-                encoder = load_encoder(self._need(ENCODER), str(self.device))
-                if self.precision == "bf16":
-                    encoder.to(torch.bfloat16)
-                self.encode_ids = batch_encoder(encoder, layers, pad_id, self.device)
-            self.dim = self.model_cfg.input_dim
+        self.encode_ids = self._encoder(threads) if self.family.reads == "features" else None
 
-    def _need(self, name: str) -> Path:
-        path = self.model_dir / name
-        if not path.exists():
-            raise BertclfError(f"{self.model_dir}: {name} is missing; the model was saved by an older "
-                               "bertclf or copied incompletely — retrain it (`dvc repro train`) or copy "
-                               "the whole directory")
-        return path
+    def _model(self, threads: int) -> nn.Module:
+        md = self.md
+        if self.runtime == "onnx" and self.family.export == "model":
+            return OnnxClassifier(md.need(md.onnx_file), threads, getattr(md.knobs, "window_pool", "mean"))
+        model = md.load_model().to(self.device)
+        return model.to(torch.bfloat16) if self.bf16_weights else model
 
-    def _tokenizer(self) -> Any:
-        here = self.model_dir if (self.model_dir / "tokenizer.json").is_file() else None
-        if here is None and (self.model_dir / ENCODER / "tokenizer.json").is_file():
-            here = self.model_dir / ENCODER
-        if here is None:
-            self._need("tokenizer.json")
-        return load_tokenizer(here)
+    def _encoder(self, threads: int) -> Callable[[list[np.ndarray]], torch.Tensor]:
+        md = self.md
+        pad_id = self.tokenizer.tok.pad_token_id or 0
+        if self.runtime == "onnx":
+            return OnnxEncoder(md.need(md.onnx_file), pad_id, threads)
+        encoder = load_encoder(md.need(md.encoder_dir), str(self.device))
+        if self.precision == "bf16":
+            encoder.to(torch.bfloat16)
+        return batch_encoder(encoder, md.layers or "last", pad_id, self.device)
 
     # ---- the three steps: text -> token ids -> model input store -> logits
 
@@ -178,7 +150,7 @@ class TextClassifier:
         ids = encoded["input_ids"]
         lengths = np.asarray(encoded["length"], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        vectors = np.zeros((int(offsets[-1]), self.dim), dtype=np.float16)
+        vectors = np.zeros((int(offsets[-1]), self.md.dims.input_dim), dtype=np.float16)
         flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
         encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)  # bf16 weights or fp32
         return FeatureStore.from_arrays(vectors, lengths, encoded["sentence_lengths"])
@@ -200,7 +172,7 @@ class TextClassifier:
 
     def batch(self, store: FeatureStore | TokenStore, idx: np.ndarray) -> Batch:
         """The model's inputs for documents `idx` of `store`."""
-        return self.family.batch(store, idx, self.model_cfg)
+        return self.family.batch(store, idx, self.md.knobs, self.md.dims)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[len(texts), num_labels]`` (softmax of the logits)."""
@@ -221,7 +193,7 @@ class TextClassifier:
     def describe(self) -> dict[str, Any]:
         """What a user (and `bench`) wants to know about the loaded model."""
         return {"model": str(self.model_dir), "arch": self.arch, "runtime": self.runtime,
-                "quantize": self.config.get("runtime", {}).get("quantize"), "labels": len(self.labels),
+                "quantize": self.md.runtime.quantize, "labels": len(self.labels),
                 "device": str(self.device), "precision": self.precision, "threads": torch.get_num_threads(),
                 "max_length": self.tokenize_cfg.max_length, "truncation": self.tokenize_cfg.truncation,
                 "windows": self.tokenize_cfg.windows,

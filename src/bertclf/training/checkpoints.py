@@ -25,7 +25,7 @@ import logging
 import platform
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,27 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
                                "scheduler": scheduler.state_dict(), **rng, "state": state}), tmp / STATE)
 
 
-def restore_rng(saved: dict[str, Any]) -> None:
-    """The CPU (and, where saved and present, CUDA) random state a checkpoint holds."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint found resumable by `prepare`, with the trainer state it was checked on."""
+
+    path: Path
+    saved: dict[str, Any]
+
+
+def restore(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+            device: torch.device) -> dict[str, Any]:
+    """Put `ckpt`'s weights, optimizer, scheduler and random state back; returns its loop state."""
+    from safetensors.torch import load_file
+
+    saved = ckpt.saved
+    model.load_state_dict(load_file(ckpt.path / WEIGHTS, device=str(device)))
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
     if "cuda_rng" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    return saved["state"]
 
 
 def _epochs(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -139,7 +155,7 @@ def weights_intact(path: Path) -> bool:
         return False
 
 
-def prepare(ckpt_dir: Path, key: str, is_main: bool = True) -> Path | None:
+def prepare(ckpt_dir: Path, key: str, is_main: bool = True) -> Checkpoint | None:
     """The newest checkpoint this run may resume, or None; clears what belongs to other runs."""
     resumable = None
     if is_main and ckpt_dir.exists():
@@ -153,7 +169,7 @@ def prepare(ckpt_dir: Path, key: str, is_main: bool = True) -> Path | None:
                 continue
             best = ckpt_dir / f"epoch_{saved['state'].get('best_epoch', 0)}" / WEIGHTS
             if weights_intact(best):
-                resumable = path
+                resumable = Checkpoint(path, saved)
                 break
             log.warning("%s: the weights of its best epoch are damaged; trying an earlier epoch", path)
     if is_main and ckpt_dir.exists() and resumable is None:

@@ -28,8 +28,9 @@ from bertclf.data.stores import Inputs, concat, epoch_batches
 from bertclf.errors import BertclfError
 from bertclf.inference import autocast, has_bf16_units, predict_logits, resolve_device
 from bertclf.live import StageLive
-from bertclf.model_dir import save_model_dir
-from bertclf.models import get, model_config
+from bertclf.model_card import model_card, model_params
+from bertclf.model_dir import save_model_dir, trained_model_dir
+from bertclf.models import Dims, dims_for, get
 from bertclf.plotting import plot_loss
 from bertclf.progress import track
 from bertclf.training import checkpoints
@@ -135,7 +136,7 @@ class Run:
     """What `start` sets up for the loop."""
 
     arch: Any
-    model_cfg: Any
+    dims: Dims
     model: nn.Module
     forward: Any  # the model, wrapped by DDP / torch.compile where asked
     train_set: Any
@@ -165,7 +166,7 @@ class Run:
         """Validation loss and accuracy, each rank scoring its share."""
         shard = np.arange(len(self.val_set))[self.ddp.rank::self.ddp.world]
         logits = predict_logits(self.model, self.val_set, self.make, self.eval_batch_size, self.device,
-                                self.model_cfg.num_labels, shard,
+                                self.dims.num_labels, shard,
                                 desc="validate" if self.ddp.is_main else None)
         logits = self.ddp.all_sum(torch.from_numpy(logits)).numpy()
         labels = torch.from_numpy(self.val_set.labels)
@@ -192,9 +193,9 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     if cfg.train_on_val:
         train_set = concat(train_set, val_set)
     num_labels = max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1)
-    model_cfg = model_config(config, inputs.encoder, getattr(train_set, "dim", 0), num_labels)
-    model = arch.build(model_cfg, inputs.encoder).to(device)
-    optimizer = make_optimizer(model, arch, config)
+    dims = dims_for(arch, inputs.encoder, getattr(train_set, "dim", 0), num_labels)
+    model = arch.build(config.model, dims, inputs.encoder).to(device)
+    optimizer = make_optimizer(model, arch, cfg, config.model)
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     weights = class_weights(train_set.labels, num_labels, cfg.class_weights)
@@ -211,22 +212,18 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     ddp.barrier()
     state = TrainState()
     if resume is not None:
-        saved = torch.load(resume / checkpoints.STATE, weights_only=True)
-        model.load_state_dict(load_file(resume / checkpoints.WEIGHTS, device=str(device)))
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        checkpoints.restore_rng(saved)
-        state = TrainState(**saved["state"])
-        log.info("resuming after epoch %d from %s", state.epoch, resume)
+        state = TrainState(**checkpoints.restore(resume, model, optimizer, scheduler, device))
+        log.info("resuming after epoch %d from %s", state.epoch, resume.path)
     live = StageLive(out.metrics, out.plots) if ddp.is_main else None
     for record in state.steps:  # the series of the epochs already done, as an uninterrupted run has them
         log_step(live, record)
     for record in state.history:
         log_epoch(live, record, state)
     wrapped = DistributedDataParallel(model) if ddp.world > 1 else model
-    return Run(arch=arch, model_cfg=model_cfg, model=model,
+    knobs = config.model
+    return Run(arch=arch, dims=dims, model=model,
                forward=torch.compile(wrapped) if runtime.compile else wrapped, train_set=train_set,
-               val_set=val_set, make=lambda store, idx: arch.batch(store, idx, model_cfg),
+               val_set=val_set, make=lambda store, idx: arch.batch(store, idx, knobs, dims),
                optimizer=optimizer,
                scheduler=scheduler, weights=None if weights is None else weights.to(device), device=device,
                bf16=bf16, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed, batch_size=cfg.batch_size,
@@ -253,7 +250,8 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
     }
     if not run.ddp.is_main:
         return report
-    save_model_dir(out.model, run.model, run.model_cfg, config, run.meta, inputs.encoder, report)
+    md = trained_model_dir(out.model, config, run.dims, run.meta, inputs.encoder)
+    save_model_dir(md, run.model, inputs.encoder, model_card(md, model_params(config), report))
     plot_loss(state.history, out.plots / "loss.png", title=f"{run.arch.name}: loss per epoch")
     assert run.live is not None
     run.live.end()

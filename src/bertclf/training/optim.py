@@ -6,18 +6,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from bertclf.config import Config, TrainConfig
+from bertclf.config import TrainConfig
 from bertclf.models import Arch
+from bertclf.models.base import Knobs
 
 
-def make_optimizer(model: nn.Module, arch: Arch, config: Config) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, arch: Arch, recipe: TrainConfig, knobs: Knobs) -> torch.optim.Optimizer:
     """AdamW over the arch's parameter groups (layer-wise LR decay for finetune); the fused kernel
     (one pass over all parameters, as Trainer's default `adamw_torch_fused`) where the
     parameters' device has it."""
     device = next(model.parameters()).device
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(arch.param_groups(model, config), lr=config.train.lr,
-                             weight_decay=config.train.weight_decay, fused=fused)
+    return torch.optim.AdamW(arch.param_groups(model, recipe, knobs), lr=recipe.lr,
+                             weight_decay=recipe.weight_decay, fused=fused)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
