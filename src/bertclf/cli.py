@@ -211,14 +211,14 @@ def predict(
         from bertclf.serving.predict_io import output_rows, write_predictions
 
         probs = clf.predict_proba(texts or [])
-        rows = output_rows(texts or [], probs, clf.labels)
-        n = write_predictions(output, rows, clf.labels, fmt)
+        rows = output_rows(texts or [], probs, clf.answers)
+        n = write_predictions(output, rows, clf.answers, fmt)
         if str(output) != STDIO:
             typer.echo(f"wrote {n} predictions to {output}", err=True)
         return
     probs = clf.predict_proba(texts or [])
     for text, row in zip(texts or [], probs, strict=True):
-        typer.echo(format_prediction(text, row, clf.labels, top_k))
+        typer.echo(format_prediction(text, row, clf.answers, top_k))
 
 
 @app.command()

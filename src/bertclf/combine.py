@@ -5,6 +5,8 @@
 The lexical model carries what a WordPiece encoder loses on stemmed corpora (webkb, r8, r52).
 The validation accuracy picks λ; among equally accurate λ the lower validation log-loss wins,
 so the choice does not hinge on one document. Test labels are read only to score the choice.
+Multi-label models mix per-label probabilities; at each λ the threshold that is best on
+validation decides, and validation Jaccard picks λ.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
+from bertclf import tasks
 from bertclf.errors import BertclfError
 
 GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
@@ -29,7 +32,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load_split(predictions: Path, tfidf: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, the model's probabilities and TF-IDF's of one split, aligned on document id."""
+    """Labels, the model's probabilities and TF-IDF's of one split, aligned on document id
+    (multi-label: 0/1 label rows, and a sigmoid per label)."""
     model = pd.read_parquet(predictions / f"{split}.parquet", columns=["id", "label", "logits"])
     lexical = pd.read_parquet(tfidf / f"{split}.parquet", columns=["id", "probabilities"])
     joined = model.merge(lexical, on="id", how="left", validate="one_to_one")
@@ -39,33 +43,52 @@ def load_split(predictions: Path, tfidf: Path, split: str) -> tuple[np.ndarray, 
                            f"of the {len(model)} documents of {predictions / f'{split}.parquet'} (first: "
                            f"{joined['id'][missing].iloc[0]!r}): they come from different splits; "
                            "run dvc repro")
-    p_model = softmax(np.stack(joined["logits"].to_numpy()).astype(np.float64))
+    labels = joined["label"].to_numpy()
+    multi = len(labels) > 0 and isinstance(labels[0], np.ndarray)
+    logits = np.stack(joined["logits"].to_numpy()).astype(np.float64)
+    p_model = 1 / (1 + np.exp(-logits)) if multi else softmax(logits)
     p_tfidf = np.stack(joined["probabilities"].to_numpy()).astype(np.float64)
     if p_model.shape != p_tfidf.shape:
         raise BertclfError(f"{tfidf}: {p_tfidf.shape[1]} classes against the model's {p_model.shape[1]}; "
                            "run dvc repro")
-    return joined["label"].to_numpy(), p_model, p_tfidf
+    return (np.stack(labels) if multi else labels), p_model, p_tfidf
+
+
+def _task(labels: np.ndarray) -> str:
+    return tasks.MULTI if labels.ndim == 2 else tasks.SINGLE
+
+
+def _score(labels: np.ndarray, p: np.ndarray, cut: float | None = None) -> dict[str, float]:
+    """The headline score of probabilities `p` and their log-loss (multi-label: at threshold `cut`,
+    the best one on these documents when None)."""
+    if _task(labels) == tasks.SINGLE:
+        rows = np.arange(len(labels))
+        return {"acc": float(accuracy_score(labels, p.argmax(1))),
+                "log_loss": float(-np.log(np.maximum(p[rows, labels], 1e-12)).mean())}
+    cut = tasks.choose_thresholds(labels, p, "global")[0] if cut is None else cut
+    q = np.clip(p, 1e-12, 1 - 1e-12)
+    return {"jaccard": tasks.jaccard(labels, (p >= cut).astype(np.int8)), "threshold": cut,
+            "log_loss": float(-(labels * np.log(q) + (1 - labels) * np.log(1 - q)).mean())}
 
 
 def pick_lambda(labels: np.ndarray, p_model: np.ndarray, p_tfidf: np.ndarray) -> tuple[float, list[dict]]:
-    """The λ of the grid with the best accuracy on these (validation) documents, ties broken by
-    log-loss; and the whole curve."""
-    rows = np.arange(len(labels))
-    curve = []
-    for lam in GRID:
-        p = (1 - lam) * p_model + lam * p_tfidf
-        curve.append({"lambda": float(lam), "acc": float(accuracy_score(labels, p.argmax(1))),
-                      "log_loss": float(-np.log(np.maximum(p[rows, labels], 1e-12)).mean())})
-    best = max(curve, key=lambda r: (r["acc"], -r["log_loss"]))
+    """The λ of the grid with the best headline score on these (validation) documents, ties broken
+    by log-loss; and the whole curve."""
+    key = tasks.HEADLINE[_task(labels)]
+    curve = [{"lambda": float(lam), **_score(labels, (1 - lam) * p_model + lam * p_tfidf)} for lam in GRID]
+    best = max(curve, key=lambda r: (r[key], -r["log_loss"]))
     return best["lambda"], curve
 
 
 def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """λ from validation, then accuracy and macro-F1 of the interpolation, the model alone and
-    TF-IDF alone on validation and test; and the validation accuracy and log-loss at every λ."""
+    """λ from validation, then the headline score and macro-F1 of the interpolation, the model
+    alone and TF-IDF alone on validation and test; and the validation score and log-loss at every
+    λ. Multi-label: each at the threshold that is best on validation."""
     data = {split: load_split(predictions, tfidf, split) for split in SPLITS}
     lam, curve = pick_lambda(*data["val"])
     result: dict[str, Any] = {"lambda": lam}
+    if _task(data["val"][0]) == tasks.MULTI:
+        return _combine_multi(data, lam, result), [{k: round(v, 5) for k, v in r.items()} for r in curve]
     for split, (labels, p_model, p_tfidf) in data.items():
         mixed = ((1 - lam) * p_model + lam * p_tfidf).argmax(1)
         result[split] = {
@@ -77,8 +100,25 @@ def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[s
     return result, [{k: round(v, 5) for k, v in r.items()} for r in curve]
 
 
+def _combine_multi(data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], lam: float,
+                   result: dict[str, Any]) -> dict[str, Any]:
+    """The mix at λ and each part alone, every one at its own threshold chosen on validation."""
+    labels, p_model, p_tfidf = data["val"]
+    parts = {"": (1 - lam) * p_model + lam * p_tfidf, "model_": p_model, "tfidf_": p_tfidf}
+    cuts = {name: _score(labels, p)["threshold"] for name, p in parts.items()}
+    result["threshold"] = cuts[""]
+    for split, (labels, p_model, p_tfidf) in data.items():
+        mixed = {"": (1 - lam) * p_model + lam * p_tfidf, "model_": p_model, "tfidf_": p_tfidf}
+        result[split] = {f"{name}jaccard": round(_score(labels, p, cuts[name])["jaccard"], 5)
+                         for name, p in mixed.items()}
+        result[split]["macro_f1"] = round(float(f1_score(labels, mixed[""] >= cuts[""], average="macro",
+                                                         zero_division=0.0)), 5)
+    return result
+
+
 def headline(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The scores `dvc exp show` lists (as ``tfidf.json``'s): λ and the mix's accuracy; the parts
-    alone are in ``eval.json`` and ``tfidf.json`` already."""
-    return {"combine": {"lambda": result["lambda"], "val_acc": result["val"]["acc"],
-                        "test_acc": result["test"]["acc"]}}
+    """The scores `dvc exp show` lists (as ``tfidf.json``'s): λ and the mix's headline score (accuracy,
+    Jaccard); the parts alone are in ``eval.json`` and ``tfidf.json`` already."""
+    key = "jaccard" if "jaccard" in result["val"] else "acc"
+    return {"combine": {"lambda": result["lambda"], f"val_{key}": result["val"][key],
+                        f"test_{key}": result["test"][key]}}

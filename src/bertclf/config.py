@@ -32,6 +32,7 @@ from bertclf.errors import ConfigError
 PARAMS_FILE = "params.yaml"
 
 Norm = Literal["none", "layer", "batch"]
+Task = Literal["single_label", "multi_label"]  # the kinds of label (bertclf.tasks)
 LrDecay = Literal["none", "step", "exponential", "cosine", "linear"]
 
 
@@ -53,11 +54,25 @@ class DataConfig:
     label_column: str | None = None  # null means "label"
     # file: names for the columns of a csv/tsv without a header row (null: the first row names them)
     columns: tuple[str, ...] | None = None
+    # the kind of label: one class per document, or any number of them (multi_label)
+    task: Task = "single_label"
+    # multi_label: one 0/1 column per label (["*"]: every column but the text), instead of
+    # label_column holding the labels (a list in jsonl / parquet, or text split by label_separator)
+    label_columns: tuple[str, ...] | None = None
+    label_separator: str | None = None  # multi_label: e.g. "," for a label column of "earn,acq"
 
     def check(self) -> None:
         _check(self.text_column != (), "data.text_column must name at least one column")
         _check(self.columns is None or len(self.columns) >= 2, "data.columns must name every column "
                "of the file (at least a text and a label column)")
+        for key in ("label_columns", "label_separator"):
+            _check(getattr(self, key) is None or self.task == "multi_label",
+                   f"data.{key} is for data.task: multi_label (data.task is {self.task})")
+        _check(not (self.label_columns and self.label_separator),
+               "data.label_columns (one 0/1 column per label) and data.label_separator (labels in one "
+               "column) exclude each other: set one")
+        _check(self.label_columns != () and self.label_separator != "",
+               "data.label_columns and data.label_separator must not be empty")
 
 
 @dataclass(frozen=True)
@@ -149,8 +164,10 @@ class TrainConfig:
     batch_size: int = 64
     grad_accum: int = 1  # batches per optimizer step
     epochs: int = 6
-    patience: int = 3  # early stopping on validation accuracy
+    patience: int = 3  # early stopping on the task's headline metric on validation (accuracy, Jaccard)
     seed: int = 42
+    # balanced: each class weighed by the inverse of its frequency; multi_label: each label's
+    # positives weighed by its negatives / positives (BCE's pos_weight)
     class_weights: Literal["none", "balanced"] = "none"
     grad_clip: float = 5.0  # 0: no clipping
     # auto: bf16 autocast for finetune on GPUs and bf16-capable CPUs
@@ -160,6 +177,9 @@ class TrainConfig:
     # deterministic algorithms only (torch.use_deterministic_algorithms): the same result on a GPU
     # run after run, at some cost in speed; CPU runs are deterministic already
     deterministic: bool = False
+    # multi_label: the probability above which a label is predicted, chosen on validation after
+    # training: one for all labels, or one per label
+    thresholds: Literal["global", "per_label"] = "global"
 
     def check(self) -> None:
         _check(self.epochs >= 1 and self.batch_size >= 1 and self.grad_accum >= 1,

@@ -16,24 +16,26 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix
 
+from bertclf import tasks
 from bertclf.atomic import atomic_path
 from bertclf.data.stores import Inputs
 from bertclf.inference import predict_logits, resolve_device
 from bertclf.live import StageLive
 from bertclf.model_dir import ModelDir
-from bertclf.plotting import plot_confusion
+from bertclf.plotting import plot_confusion, plot_precision_recall
 
 
 def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predictions: Path,
              batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class scores, confusion matrix and throughput of the saved model.
+    """The task's scores (accuracy and macro-F1; multi-label: Jaccard, micro- and macro-F1 and
+    more), per-class scores, plots and throughput of the saved model.
 
-    Returns the whole report; the scores are also the stage's metrics file.
+    Returns the whole report; the headline scores are also the stage's metrics file.
     """
     md = ModelDir.read(model_dir)
-    arch, labels = md.family, list(md.labels)
+    arch, labels, task = md.family, list(md.labels), md.task
     torch_device = resolve_device(device)
     model = md.load_model().to(torch_device)
     live = StageLive(metrics, plots)
@@ -45,23 +47,25 @@ def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predic
         logits = predict_logits(model, store, lambda st, idx: arch.batch(st, idx, md.knobs, md.dims),
                                 batch_size, torch_device, desc=f"evaluate {split}")
         seconds = time.perf_counter() - t0
-        pred = logits.argmax(1)
-        tables[split] = prediction_table(store, logits, labels)
-        acc = round(float(accuracy_score(store.labels, pred)), 5)
-        f1 = round(float(f1_score(store.labels, pred, average="macro", labels=range(len(labels)),
-                                  zero_division=0)), 5)
-        report[f"{split}_acc"], report[f"{split}_macro_f1"] = acc, f1
-        live.log_metric(f"{split}/acc", acc, plot=False)
-        live.log_metric(f"{split}/macro_f1", f1, plot=False)
+        pred = tasks.decide_logits(task, logits, md.thresholds)
+        tables[split] = prediction_table(store, logits, pred, labels)
+        scores = tasks.scores(task, store.labels, pred, labels)
+        for name in tasks.METRICS[task]:
+            report[f"{split}_{name}"] = scores[name]
+            live.log_metric(f"{split}/{name}", scores[name], plot=False)
+        others = [k for k in scores if k not in (*tasks.METRICS[task], "per_class")]  # for the report only
+        report.update({f"{split}_{k}": scores[k] for k in others})
         if split == "test":
-            report.update(score_test(store, pred, labels, arch.name, acc, live, plots))
+            report.update(plot_test(store, logits, pred, labels, md, scores, live, plots))
             # the model alone, from what it reads: precomputed token vectors or token ids
             report["test_docs_per_s"] = round(len(store) / seconds, 1)
     report["test_subsampled"] = md.test_subsampled
     report["test_rows_full"] = md.test_rows_full if md.test_rows_full is not None else report["test_rows"]
     live.summary["test"]["subsampled"] = report["test_subsampled"]
-    live.log_plot("accuracy", [{"split": "validation", "accuracy": report["val_acc"]},
-                               {"split": "test", "accuracy": report["test_acc"]}], x="accuracy", y="split")
+    headline = tasks.HEADLINE[task]
+    name = "accuracy" if headline == "acc" else headline
+    live.log_plot(name, [{"split": "validation", name: report[f"val_{headline}"]},
+                         {"split": "test", name: report[f"test_{headline}"]}], x=name, y="split")
     with atomic_path(predictions, is_dir=True) as tmp:
         for split, table in tables.items():
             pq.write_table(table, tmp / f"{split}.parquet")
@@ -69,35 +73,48 @@ def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predic
     return report
 
 
-def prediction_table(store: Any, logits: np.ndarray, labels: list[str]) -> pa.Table:
-    """One row per document: id, the actual and predicted label (names and indices), the logits."""
-    pred = logits.argmax(1)
+def prediction_table(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str]) -> pa.Table:
+    """One row per document: id, the actual and predicted label (names and indices; multi-label:
+    lists of names and 0/1 rows), the logits."""
+    def names(rows: np.ndarray) -> list[Any]:
+        if rows.ndim == 2:
+            return [[labels[j] for j in np.flatnonzero(row)] for row in rows]
+        return [labels[i] for i in rows]
+
+    def values(rows: np.ndarray) -> pa.Array:
+        if rows.ndim == 2:
+            return pa.array([row.astype(np.int8).tolist() for row in rows], pa.list_(pa.int8()))
+        return pa.array(rows.astype(np.int64))
+
     return pa.table({
         "id": pa.array([str(i) for i in store.ids]),
-        "actual": pa.array([labels[a] for a in store.labels]),
-        "predicted": pa.array([labels[b] for b in pred]),
-        "label": pa.array(store.labels.astype(np.int64)),
-        "prediction": pa.array(pred.astype(np.int64)),
+        "actual": pa.array(names(store.labels)),
+        "predicted": pa.array(names(pred)),
+        "label": values(store.labels),
+        "prediction": values(pred),
         "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.astype(np.float32).ravel()),
                                                     logits.shape[1]),
     })
 
 
-def score_test(store: Any, pred: np.ndarray, labels: list[str], arch: str, acc: float, live: StageLive,
-                plots: Path) -> dict[str, Any]:
-    """Per-class scores and the confusion matrix (dvclive data and a PNG)."""
-    p, r, f, support = precision_recall_fscore_support(store.labels, pred, labels=range(len(labels)),
-                                                       zero_division=0)
-    per_class = {name: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                        "f1": round(float(f[i]), 4), "support": int(support[i])}
-                 for i, name in enumerate(labels)}
-    live.log_plot("per_class_f1", [{"class": name, "f1": scores["f1"], "support": scores["support"]}
-                                   for name, scores in per_class.items()], x="f1", y="class")
-    actual = [labels[a] for a in store.labels]
-    predicted = [labels[b] for b in pred]
-    live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion_test.json")
-    matrix = confusion_matrix(store.labels, pred, labels=range(len(labels)))
-    plot_confusion(matrix, labels, plots / "confusion_test.png", title=f"{arch} on test (acc {acc:.3f})")
+def plot_test(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str], md: ModelDir,
+              scores: dict[str, Any], live: StageLive, plots: Path) -> dict[str, Any]:
+    """Per-class (or per-label) F1 as dvclive data; the confusion matrix (single-label), or a
+    precision-recall curve per label (multi-label), as dvclive data and a PNG."""
+    per_class = scores["per_class"]
+    live.log_plot("per_class_f1", [{"class": name, "f1": s["f1"], "support": s["support"]}
+                                   for name, s in per_class.items()], x="f1", y="class")
+    headline = tasks.HEADLINE[md.task]
+    title = f"{md.arch} on test ({headline} {scores[headline]:.3f})"
+    if md.task == tasks.MULTI:
+        plot_precision_recall(store.labels, tasks.probabilities(md.task, logits), labels,
+                              plots / "precision_recall_test.png", title)
+    else:
+        actual = [labels[a] for a in store.labels]
+        predicted = [labels[b] for b in pred]
+        live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion_test.json")
+        matrix = confusion_matrix(store.labels, pred, labels=range(len(labels)))
+        plot_confusion(matrix, labels, plots / "confusion_test.png", title=title)
     return {"test_per_class": per_class, "test_rows": len(store)}
 
 

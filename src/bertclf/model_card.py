@@ -13,6 +13,7 @@ from typing import Any
 
 from bertclf.config import Config, to_dict, to_yaml
 from bertclf.model_dir import ModelDir
+from bertclf.tasks import HEADLINE
 
 # The sections whose values decide what `train` produces (dvc.yaml's params of train and upstream).
 TRAIN_SECTIONS = ("data", "split", "encoder", "tokenize", "pretrain", "featurize", "train")
@@ -43,7 +44,9 @@ def model_card(md: ModelDir, params: Params, summary: Mapping[str, Any]) -> str:
     dataset = f"{data} ({params['data']['path']})" if params["data"]["path"] else data
     encoder = md.encoder
     base = str(encoder.get("name") or params["encoder"]["name"])
-    val = summary.get("best_val_acc")
+    headline = HEADLINE[md.task]
+    val = summary.get(f"best_val_{headline}")
+    metric = {"acc": "accuracy", "jaccard": "Jaccard accuracy"}[headline]
     hf_native = md.family.hf_model
     metadata: dict[str, Any] = {
         **({} if local_encoder(base) else {"base_model": base.removeprefix("hf:")}),  # hub ids only
@@ -53,7 +56,8 @@ def model_card(md: ModelDir, params: Params, summary: Mapping[str, Any]) -> str:
         "model-index": [{"name": f"bertclf-{arch}-{data}", "results": [{
             "task": {"type": "text-classification", "name": "Text Classification"},
             "dataset": {"name": dataset, "type": data, "split": "validation"},
-            "metrics": [{"type": "accuracy", "value": val, "name": "validation accuracy"}],
+            "metrics": [{"type": headline if headline != "acc" else "accuracy", "value": val,
+                         "name": f"validation {metric}"}],
         }]}],
     }
     command = " ".join(["dvc exp run", *(f"-S '{o}'" for o in overrides(params))])
@@ -73,7 +77,9 @@ def model_card(md: ModelDir, params: Params, summary: Mapping[str, Any]) -> str:
         f"A `{arch}` text classifier trained by bertclf on `{dataset}` "
         f"over `{base}`" + (f" (commit {encoder['commit']})" if encoder.get("commit") else "") + ".", "",
         f"- labels ({len(md.labels)}): {', '.join(f'`{label}`' for label in md.labels)}",
-        f"- validation accuracy {val} at epoch {summary.get('best_epoch')} of "
+        f"- task: {md.task}" + (f", a label predicted from probability {_cuts(md.thresholds)}"
+                                if md.thresholds else ""),
+        f"- validation {metric} {val} at epoch {summary.get('best_epoch')} of "
         f"{summary.get('epochs_run')}"
         + (" (trained on validation too, so not a held-out score)" if params["train"]["train_on_val"] else "")
         + "; test scores are in the project's `metrics/eval.json`",
@@ -85,3 +91,8 @@ def model_card(md: ModelDir, params: Params, summary: Mapping[str, Any]) -> str:
         "The parameters that decide this model:", "",
         f"```yaml\n{to_yaml(dict(params), flow=False)}\n```", "",
     ])
+
+
+def _cuts(thresholds: tuple[float, ...]) -> str:
+    """The thresholds in words: one number when all are the same."""
+    return f"{thresholds[0]:.2f}" if len(set(thresholds)) == 1 else ", ".join(f"{t:.2f}" for t in thresholds)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from bertclf.encoder import copy_tokenizer_files
 from bertclf.errors import BertclfError, ConfigError
 from bertclf.models import ARCHS, WEIGHTS, Arch, Dims, get
 from bertclf.models.base import Knobs
+from bertclf.tasks import MULTI, TASKS, task_of
 
 FORMAT_VERSION = 2
 CONFIG = "bertclf.json"  # beside a fine-tuned model, config.json is the Hugging Face config
@@ -64,6 +65,8 @@ class ModelDir:
     dims: Dims
     labels: tuple[str, ...]
     tokenize: TokenizeConfig  # what the training text was cut to
+    task: str = "single_label"  # the kind of label (bertclf.tasks)
+    thresholds: tuple[float, ...] | None = None  # multi_label: a label is predicted from this probability on
     layers: str | None = None  # token-vector archs: the encoder layers their vectors combine
     text_columns: tuple[str, ...] = ("text",)  # the training file's text column(s): predict's default
     columns: tuple[str, ...] | None = None  # the training file's column names when it had no header row
@@ -142,7 +145,9 @@ class ModelDir:
         """`bertclf.json` in format 2."""
         return {
             "format_version": FORMAT_VERSION, "arch": self.arch, "model": _plain(asdict(self.knobs)),
-            "dims": asdict(self.dims), "labels": list(self.labels), "tokenize": asdict(self.tokenize),
+            "dims": asdict(self.dims), "labels": list(self.labels), "task": self.task,
+            "thresholds": list(self.thresholds) if self.thresholds is not None else None,
+            "tokenize": asdict(self.tokenize),
             "layers": self.layers,
             "input": {"text_column": list(self.text_columns),
                       "columns": list(self.columns) if self.columns else None},
@@ -219,6 +224,19 @@ def _dims(raw: Mapping[str, Any]) -> Dims:
     return Dims(**values)
 
 
+def _task(task: Any, thresholds: Any, num_labels: int) -> tuple[str, tuple[float, ...] | None]:
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if thresholds is None:
+        if task == MULTI:
+            raise ValueError("a multi_label model without thresholds")
+        return str(task), None
+    if (not isinstance(thresholds, list) or len(thresholds) != num_labels
+            or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds)):
+        raise ValueError(f"thresholds {thresholds!r} must be {num_labels} probabilities")
+    return str(task), tuple(float(t) for t in thresholds)
+
+
 def _columns(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -232,9 +250,11 @@ def _columns(value: Any) -> tuple[str, ...] | None:
 def _from_v2(path: Path, raw: dict[str, Any]) -> ModelDir:
     arch = _arch(raw["arch"])
     dims = _dims(raw["dims"])
+    task, thresholds = _task(raw.get("task", "single_label"), raw.get("thresholds"), dims.num_labels)
     return ModelDir(
         path=path, arch=arch, knobs=section_from(arch, raw["model"]), dims=dims,
         labels=_labels(raw["labels"], dims.num_labels), tokenize=section_from("tokenize", raw["tokenize"]),
+        task=task, thresholds=thresholds,
         layers=raw.get("layers"), text_columns=_columns(raw["input"]["text_column"]) or ("text",),
         columns=_columns(raw["input"].get("columns")), test_subsampled=bool(raw["test"]["subsampled"]),
         test_rows_full=raw["test"].get("rows_full"), data=raw.get("data", {}), recipe=raw.get("train", {}),
@@ -263,15 +283,16 @@ def _from_v1(path: Path, raw: dict[str, Any]) -> ModelDir:
 # ---- writing a whole model directory
 
 
-def trained_model_dir(out: Path, config: Config, dims: Dims, meta: Mapping[str, Any],
-                      encoder_dir: Path) -> ModelDir:
+def trained_model_dir(out: Path, config: Config, dims: Dims, meta: Mapping[str, Any], encoder_dir: Path,
+                      thresholds: Sequence[float] | None = None) -> ModelDir:
     """The description of the model `train` saves into `out`: its arch and knobs (`config.train.arch`
     and its section), `dims`, and what the data was made with (`meta`, the inputs' meta.json)."""
     text = config.data.text_column or "text"
     arch = get(config.train.arch)
     return ModelDir(
         path=Path(out), arch=arch.name, knobs=config.model, dims=dims,
-        labels=tuple(str(label) for label in meta.get("labels", [])),
+        labels=tuple(str(label) for label in meta.get("labels", [])), task=task_of(meta),
+        thresholds=tuple(thresholds) if thresholds is not None else None,
         tokenize=TokenizeConfig(**{**asdict(config.tokenize), **meta.get("tokenize", {})}),
         layers=meta.get("layers", "last") if arch.reads == "features" else None,
         text_columns=(text,) if isinstance(text, str) else tuple(text), columns=config.data.columns,
@@ -281,7 +302,7 @@ def trained_model_dir(out: Path, config: Config, dims: Dims, meta: Mapping[str, 
 
 def _provenance(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs' meta less what `ModelDir` holds in its own fields."""
-    own = {"labels", "tokenize", "layers", "test_subsampled", "test_rows_full"}
+    own = {"labels", "task", "tokenize", "layers", "test_subsampled", "test_rows_full"}
     return {k: v for k, v in meta.items() if k not in own}
 
 
@@ -291,7 +312,7 @@ def save_model_dir(md: ModelDir, model: nn.Module, encoder_dir: Path, card: str)
     with atomic_path(md.path, is_dir=True) as tmp:
         arch.save(model, tmp)
         if arch.hf_model:
-            name_labels(tmp, list(md.labels))
+            name_labels(tmp, list(md.labels), md.task)
         write_tokenizer_files(encoder_dir, tmp, md.tokenize)
         replace(md, path=tmp).card.write_text(card, encoding="utf-8")
         if arch.reads == "features":
@@ -302,14 +323,17 @@ def save_model_dir(md: ModelDir, model: nn.Module, encoder_dir: Path, card: str)
         md.write(tmp)
 
 
-def name_labels(model_dir: Path, labels: list[str]) -> None:
+def name_labels(model_dir: Path, labels: list[str], task: str = "single_label") -> None:
     """Write id2label / label2id into a Hugging Face ``config.json`` in `model_dir`, so that
-    ``pipeline("text-classification", model=dir)`` answers with the label names, not LABEL_0."""
+    ``pipeline("text-classification", model=dir)`` answers with the label names, not LABEL_0, and
+    the task's ``problem_type``, so that it applies a sigmoid per label to a multi-label model."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
     config.id2label = {i: str(label) for i, label in enumerate(labels)}
     config.label2id = {str(label): i for i, label in enumerate(labels)}
+    if task == MULTI:
+        config.problem_type = "multi_label_classification"
     config.save_pretrained(model_dir)
 
 

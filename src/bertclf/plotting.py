@@ -75,8 +75,11 @@ def plot_loss(history: Sequence[dict[str, float]], path: Path, title: str) -> No
     ax.set_ylabel("cross-entropy")
     ax.set_title(title)
     acc = ax.twinx()
-    acc.plot(epochs, [h["val_acc"] for h in history], "^--", color="tab:green", label="validation acc")
-    acc.set_ylabel("validation accuracy")
+    key = next(k for k in history[0] if k.startswith("val_") and k != "val_loss")  # the task's headline
+    name = {"val_acc": "accuracy"}.get(key, key.removeprefix("val_"))
+    acc.plot(epochs, [h[key] for h in history], "^--", color="tab:green",
+             label="validation acc" if key == "val_acc" else f"validation {name}")
+    acc.set_ylabel(f"validation {name}")
     lines = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], loc="center right")
     save_figure(fig, path)
@@ -99,4 +102,24 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title:
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)
+    save_figure(fig, path)
+
+
+def plot_precision_recall(labels: np.ndarray, probs: np.ndarray, names: Sequence[str], path: Path,
+                          title: str) -> None:
+    """One precision-recall curve per label of a multi-label model (0/1 `labels`, `probs` its
+    probabilities), with its average precision in the legend."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for j, name in enumerate(names):
+        if labels[:, j].any():
+            precision, recall, _ = precision_recall_curve(labels[:, j], probs[:, j])
+            ap = average_precision_score(labels[:, j], probs[:, j])
+            ax.plot(recall, precision, label=f"{name} (AP {ap:.2f})", linewidth=1)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
     save_figure(fig, path)

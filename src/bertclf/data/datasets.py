@@ -20,6 +20,7 @@ import pandas as pd
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import DataConfig
+from bertclf.data.labels import read_multi_label
 from bertclf.data.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
 from bertclf.data.resolve import Artifact, Source, locate, sha256_of
 from bertclf.errors import ConfigError, DataError
@@ -43,6 +44,7 @@ R8_TRAIN = "f2cebcc0203f9092db55fc11b98377a5c30407121b1d633583580e36d0668ed9"
 R8_TEST = "2cda485b855244b8995a67b81edc691470059225776627d3c45545206f61a1b2"
 R52_TRAIN = "c033ee608505573d7e593fde996b7680b27433679fb233db15643147eab75c4c"
 R52_TEST = "64be72e0815ba63a53f2af9c2bc3ee60b978184365ea867f33d0fc3c64117595"
+SEMEVAL_EC_SHA = "9e470a60b4dad2f7f3ac1591b582e0ab48af19990d0af0354d2e89501526d57d"
 
 
 @dataclass
@@ -55,6 +57,7 @@ class RawDataset:
     labels: list[Any] | None = None  # a fixed label order, when the dataset defines one
     train_file: str = ""
     test_file: str = ""
+    task: str = "single_label"  # multi_label: `label` holds a tuple of label names (bertclf.data.labels)
 
 
 @dataclass(frozen=True)
@@ -135,22 +138,45 @@ def _load_yelp2013(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDa
                       train_file=files["reviews"].name, test_file=files["test"].name)
 
 
-def _read_user_file(copy: Path, original: str, data: DataConfig) -> pd.DataFrame:
+def _read_user_file(copy: Path, original: str, data: DataConfig) -> tuple[pd.DataFrame, list[str] | None]:
     """Read the copy in data/raw, but name the user's own file in errors and in every row's
-    ``where`` (same bytes, same lines), so later errors point at the file the user can open."""
+    ``where`` (same bytes, same lines), so later errors point at the file the user can open.
+    Also the label order the file defines (multi-label 0/1 columns), else None."""
+    names = None
     try:
-        df = read_table(copy, data.text_column, data.label_column, data.columns)
+        if data.task == "multi_label":
+            df, names = read_multi_label(copy, data.text_column, data.label_column, data.label_columns,
+                                         data.label_separator, data.columns)
+        else:
+            df = read_table(copy, data.text_column, data.label_column, data.columns)
     except DataError as exc:
-        raise DataError(exc.detail, original, exc.line) from None
+        detail = exc.detail.replace(copy.name, original)
+        raise DataError(detail, original if exc.path else None, exc.line) from None
     df["where"] = [w.replace(copy.name, original, 1) for w in df["where"]]
-    return df
+    return df, names
 
 
 def _load_file(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
-    train = _read_user_file(files["train"], str(data.path), data)
-    test = _read_user_file(files["test"], str(data.test_path), data) if "test" in files else None
-    return RawDataset("file", train, test, train_file=str(data.path),
-                      test_file=str(data.test_path) if "test" in files else "")
+    train, names = _read_user_file(files["train"], str(data.path), data)
+    test = _read_user_file(files["test"], str(data.test_path), data)[0] if "test" in files else None
+    return RawDataset("file", train, test, labels=names, train_file=str(data.path),
+                      test_file=str(data.test_path) if "test" in files else "", task=data.task)
+
+
+SEMEVAL_EC = "2018-E-c-En-train.txt"
+SEMEVAL_EMOTIONS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism",
+                    "sadness", "surprise", "trust"]
+
+
+def _load_semeval2018_ec(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDataset:
+    """SemEval-2018 Task 1 E-c: tab-separated, no quoting, one 0/1 column per emotion; only the
+    training file has gold labels, so `split` carves validation and test from it."""
+    if data.task != "multi_label":
+        raise ConfigError(f"params.yaml: semeval2018_ec is multi-label (0-6 emotions per tweet): set "
+                          f"data.task: multi_label (it is {data.task})")
+    df, names = read_multi_label(files["train"], "Tweet", None, SEMEVAL_EMOTIONS, None, suffix=".tsv")
+    return RawDataset("semeval2018_ec", df, None, labels=names, train_file=files["train"].name,
+                      task="multi_label")
 
 
 def _yelp_reviews_artifact(data: DataConfig) -> Artifact:
@@ -252,6 +278,16 @@ RECIPES: dict[str, Recipe] = {
         "27,322 / 13,661; not fetchable: mirror or data.path",
         {},  # built from the data params: see _cade12_artifacts
         _load_label_tsv("cade12"),
+    ),
+    "semeval2018_ec": Recipe(
+        "semeval2018_ec",
+        "SemEval-2018 Task 1 E-c English: 6,838 tweets, 0-6 of 11 emotions each (multi-label; "
+        "validation and test carved from its training file; not fetchable: mirror)",
+        {"train": Artifact("semeval2018_ec", SEMEVAL_EC, sha256=(SEMEVAL_EC_SHA,),
+                           hint="SemEval-2018 E-c is released for research use by the task's "
+                                "organisers and not published anywhere this tool can fetch: put "
+                                "2018-E-c-En-train.txt in <mirror>/semeval2018_ec/ with BERTCLF_MIRROR set")},
+        _load_semeval2018_ec,
     ),
     "yelp2013": Recipe(
         "yelp2013",

@@ -177,12 +177,12 @@ def looks_like_data(header: Sequence[str]) -> bool:
 
 def read_delimited(path: str | Path, text_column: TextColumns, label_column: str | None,
                    hint: str = COLUMNS_HINT, columns: Sequence[str] | None = None,
-                   keep: bool = False) -> pd.DataFrame:
+                   keep: bool = False, suffix: str | None = None) -> pd.DataFrame:
     """CSV or TSV (quotes allowed, exact line numbers) with a header row naming the columns, or,
     when `columns` names them, without one. Several text columns are joined into one text;
     `label_column=None` reads texts only; `keep` also returns the other columns."""
     path = Path(path)
-    delimiter = "\t" if base_suffix(path) == ".tsv" else ","
+    delimiter = "\t" if (suffix or base_suffix(path)) == ".tsv" else ","
     wanted = _names(text_column)
     with _open_binary(path) as raw:
         # Validate the encoding line by line first, so the error names the line.
@@ -273,15 +273,19 @@ def read_parquet(path: str | Path, text_column: TextColumns, label_column: str |
 
 
 def read_table(path: str | Path, text_column: TextColumns | None, label_column: str | None,
-               columns: Sequence[str] | None = None) -> pd.DataFrame:
+               columns: Sequence[str] | None = None, labelled: bool = True, keep: bool = False,
+               suffix: str | None = None) -> pd.DataFrame:
     """A user's file: csv, tsv, jsonl or parquet with the named text and label columns (several
     text columns are joined into one text). `columns` names the columns of a csv/tsv file that has
-    no header row."""
+    no header row. Not `labelled`: no label column is read, and `keep` gives the other columns in
+    ``.attrs["others"]`` (where multi-label files keep theirs). `suffix` reads a file whose name
+    does not say its format (``.tsv``)."""
     path = Path(path)
-    suffix = base_suffix(path)
+    suffix = suffix or base_suffix(path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}", path)
-    return _read_columns(path, suffix, text_column or "text", label_column or "label", columns=columns)
+    return _read_columns(path, suffix, text_column or "text", (label_column or "label") if labelled else None,
+                         columns=columns, keep=keep)
 
 
 def _read_columns(path: Path, suffix: str, text_column: TextColumns, label_column: str | None,
@@ -294,7 +298,7 @@ def _read_columns(path: Path, suffix: str, text_column: TextColumns, label_colum
         return read_jsonl(path, text_column, label_column, hint=hint, keep=keep)
     if suffix == ".parquet":
         return read_parquet(path, text_column, label_column, hint, keep=keep)
-    return read_delimited(path, text_column, label_column, hint, columns=columns, keep=keep)
+    return read_delimited(path, text_column, label_column, hint, columns=columns, keep=keep, suffix=suffix)
 
 
 TEXT_SUFFIXES = (".txt", *TABLE_SUFFIXES)

@@ -2,7 +2,9 @@
 
 The carves are done per class with a seeded generator, so the same params give the same rows
 in the same order on every run. scikit-learn's stratified splitters refuse classes with a
-single member (R52 has one), hence the small allocation below.
+single member (R52 has one), hence the small allocation below. Multi-label data is carved by
+iterative stratification (Sechidis et al. 2011, the `iterative-stratification` package), with
+"no label at all" stratified as a label of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import SplitConfig
 from bertclf.data.datasets import RawDataset
+from bertclf.data.labels import label_matrix
 from bertclf.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ class Splits:
     test: pd.DataFrame
     labels: list[str]  # index -> label name
     report: dict[str, Any] = field(default_factory=dict)
+    task: str = "single_label"  # multi_label: each split's label column holds 0/1 rows
 
 
 def _sort_key(label: Any) -> tuple[int, Any]:
@@ -72,26 +76,66 @@ def stratified_take(labels: np.ndarray, n_take: int, rng: np.random.Generator,
     return mask
 
 
-def _index(labels: pd.Series, label_to_id: dict[Any, int]) -> np.ndarray:
+def multilabel_take(labels: np.ndarray, n_take: int, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask selecting `n_take` rows of 0/1 label rows `labels` by iterative stratification:
+    each label (and "no label") in about the same proportion in the rows taken as in all."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    n = len(labels)
+    n_take = int(min(max(n_take, 0), n))
+    mask = np.zeros(n, dtype=bool)
+    if n_take in (0, n):
+        mask[:] = n_take == n
+        return mask
+    strata = np.column_stack([labels, labels.sum(1) == 0])
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_take,
+                                                random_state=int(rng.integers(2**31 - 1)))
+    _, taken = next(splitter.split(np.zeros((n, 1)), strata))
+    mask[taken] = True
+    return mask
+
+
+def take(labels: pd.Series, n_take: int, rng: np.random.Generator, keep_one: bool = True) -> np.ndarray:
+    """`stratified_take` of a split's label column: class indices, or 0/1 rows (multi-label)."""
+    values = labels.to_numpy()
+    if len(values) and isinstance(values[0], np.ndarray):
+        return multilabel_take(np.stack(values), n_take, rng)
+    return stratified_take(values, n_take, rng, keep_one)
+
+
+def _index(labels: pd.Series, label_to_id: dict[Any, int]) -> Any:
+    if labels.map(lambda v: isinstance(v, tuple)).all():  # multi-label: 0/1 rows
+        rows = label_matrix(labels.tolist(), list(label_to_id))
+        return pd.Series(list(rows), index=labels.index, dtype=object)
     return labels.map(label_to_id).to_numpy()
 
 
 def _label_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
-    counts = np.bincount(df["label"].to_numpy(), minlength=len(names))
+    values = df["label"].to_numpy()
+    if len(values) and isinstance(values[0], np.ndarray):  # multi-label: documents having each label
+        counts = np.stack(values).sum(0)
+    else:
+        counts = np.bincount(values.astype(np.int64), minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts, strict=True)}
 
 
 def _normalise_labels(df: pd.DataFrame) -> pd.DataFrame:
     # Labels read from text files are strings; "3" and 3 must be the same class.
     df = df.copy()
-    df["label"] = df["label"].map(lambda v: str(v).strip())
+    df["label"] = df["label"].map(lambda v: v if isinstance(v, tuple) else str(v).strip())
     return df
+
+
+def _per_label(pool: pd.DataFrame) -> pd.Series:
+    """Rows per label (each document counted once per label it has)."""
+    return pool["label"].explode().value_counts() if pool["label"].map(
+        lambda v: isinstance(v, tuple)).all() else pool["label"].value_counts()
 
 
 def warn_small_classes(pool: pd.DataFrame, names: list[str], carve_test: bool) -> None:
     """A class with fewer rows than splits to fill cannot appear in every one of them: say so."""
     needed = 3 if carve_test else 2  # train, validation (and test, when carved from train)
-    counts = pool["label"].value_counts()
+    counts = _per_label(pool)
     for name in names:
         n = int(counts.get(name, 0))
         if n < needed:
@@ -122,7 +166,8 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
         name: {"rows": len(df), "labels": _label_counts(df, names)} for name, df in out.items()
     }
     report["num_labels"] = len(names)
-    return Splits(out["train"], out["val"], out["test"], names, report)
+    report["task"] = raw.task
+    return Splits(out["train"], out["val"], out["test"], names, report, raw.task)
 
 
 def _read(raw: RawDataset, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -157,20 +202,23 @@ def _drop_empty_texts(raw: RawDataset, pool: pd.DataFrame, test: pd.DataFrame | 
 def _label_names(raw: RawDataset, pool: pd.DataFrame, test: pd.DataFrame | None) -> list[str]:
     """The label names in index order (the dataset's own list, else sorted); refuse a row whose
     label is not among them, and a dataset of a single label."""
-    names = [str(x) for x in raw.labels] if raw.labels else sorted(pool["label"].unique(), key=_sort_key)
+    names = [str(x) for x in raw.labels] if raw.labels else sorted(_per_label(pool).index, key=_sort_key)
     for name, df, path in (("train", pool, raw.train_file), ("test", test, raw.test_file)):
         if df is None:
             continue
-        unknown = ~df["label"].isin(names)
+        unknown = ~df["label"].map(lambda v: set(v) <= set(names) if isinstance(v, tuple) else v in names)
         if unknown.any():
             first = df[unknown].iloc[0]
+            value = first["label"]
+            value = next(v for v in value if v not in names) if isinstance(value, tuple) else value
             known = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
             what = "a label that train never has" if name == "test" else "a label outside the dataset's"
-            raise DataError(f"{what}: {first['label']!r} ({int(unknown.sum())} such rows; "
+            raise DataError(f"{what}: {value!r} ({int(unknown.sum())} such rows; "
                             f"known labels: {known})", first["where"] or path or raw.name)
     if len(names) < 2:
-        raise DataError(f"every row has the label {names[0]!r}: a classifier needs at least two labels; "
-                        "check data.label_column", raw.train_file or raw.name)
+        only = (names or ["none"])[0]
+        raise DataError(f"every row has the label {only!r}: a classifier needs at least two labels; check "
+                        "data.label_column", raw.train_file or raw.name)
     return names
 
 
@@ -188,8 +236,8 @@ def _carve_test(pool: pd.DataFrame, test: pd.DataFrame | None, label_to_id: dict
     report["test_carved_from_train"] = test is None
     if test is not None:
         return pool, _numbered(test, label_to_id)
-    take = stratified_take(pool["label"].to_numpy(), round(test_fraction * len(pool)), rng)
-    return pool[~take].copy(), pool[take].copy()
+    taken = take(pool["label"], round(test_fraction * len(pool)), rng)
+    return pool[~taken].copy(), pool[taken].copy()
 
 
 def _dedupe(pool: pd.DataFrame, test: pd.DataFrame, dedupe: bool, report: dict[str, Any]) -> pd.DataFrame:
@@ -214,11 +262,11 @@ def _carve_val(pool: pd.DataFrame, split: SplitConfig,
     if max_train is not None and int(max_train) < round(len(pool) * (1 - val_fraction)):
         n_train = int(max_train)
         n_pool = n_train + round(n_train * val_fraction / (1 - val_fraction))
-        pool = pool[stratified_take(pool["label"].to_numpy(), n_pool, rng, keep_one=False)]
+        pool = pool[take(pool["label"], n_pool, rng, keep_one=False)]
         n_val = n_pool - n_train
     else:
         n_val = round(val_fraction * len(pool))
-    val_mask = stratified_take(pool["label"].to_numpy(), n_val, rng)
+    val_mask = take(pool["label"], n_val, rng)
     return pool[~val_mask], pool[val_mask]
 
 
@@ -227,7 +275,7 @@ def _subsample_test(test: pd.DataFrame, max_test: int | None, rng: np.random.Gen
     """At most `max_test` test rows (stratified); the report says whether, and from how many."""
     test_rows_full = len(test)
     if max_test is not None and int(max_test) < len(test):
-        test = test[stratified_take(test["label"].to_numpy(), int(max_test), rng, keep_one=False)]
+        test = test[take(test["label"], int(max_test), rng, keep_one=False)]
     report["test_subsampled"] = len(test) < test_rows_full
     report["test_rows_full"] = test_rows_full
     return test
@@ -241,12 +289,20 @@ def _tables(raw: RawDataset, parts: dict[str, pd.DataFrame]) -> dict[str, pd.Dat
         out[name] = pd.DataFrame({
             "id": df["id"].astype(str).to_numpy(),
             "text": df["text"].astype(str).to_numpy(),
-            "label": df["label"].astype("int64").to_numpy(),
+            "label": _label_column(df["label"]),
         })
         if out[name].empty:
             raise DataError(f"the {name} split is empty; lower split fractions or add data",
                             raw.train_file or raw.name)
     return out
+
+
+def _label_column(labels: pd.Series) -> Any:
+    """A split's label column: class indices (int64), or 0/1 rows as lists (multi-label)."""
+    values = labels.to_numpy()
+    if len(values) and isinstance(values[0], np.ndarray):
+        return [row.astype(np.int8) for row in values]
+    return labels.astype("int64").to_numpy()
 
 
 SPLITS = ("train", "val", "test")
@@ -261,6 +317,7 @@ def write_splits(splits: Splits, out: Path, report: Path) -> None:
             getattr(splits, name).to_parquet(tmp / f"{name}.parquet", index=False)
         write_json(tmp / LABELS_FILE, {
             "labels": splits.labels,
+            "task": splits.task,
             "test_subsampled": splits.report["test_subsampled"],
             "test_rows_full": splits.report["test_rows_full"],
         })

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -118,6 +119,16 @@ def _flat(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(arrays) if arrays else np.zeros(0)).astype(np.int64), offsets
 
 
+def labels_of(column: pa.ChunkedArray) -> np.ndarray:
+    """A split's labels: class indices ``[N]`` (int64), or 0/1 rows ``[N, labels]`` (int8) for
+    multi-label data."""
+    if pa.types.is_list(column.type):
+        rows = column.combine_chunks()
+        flat = rows.flatten().to_numpy(zero_copy_only=False).astype(np.int8)
+        return flat.reshape(len(rows), -1) if len(rows) else flat.reshape(0, 0)
+    return column.to_numpy().astype(np.int64)
+
+
 class TokenStore:
     """One tokenized split: the ids of document ``i`` are ``values[offsets[i]:offsets[i + 1]]``.
 
@@ -139,7 +150,7 @@ class TokenStore:
         self.values = column.flatten().to_numpy().astype(np.int64)
         self.offsets = column.offsets.to_numpy().astype(np.int64)
         self.lengths = np.diff(self.offsets)
-        self.labels = table.column("label").to_numpy().astype(np.int64)
+        self.labels = labels_of(table.column("label"))
         self.ids = table.column("id").to_pylist()
         if "window_lengths" in names:  # written since tokenize.windows exists; empty with windows: 1
             window_lengths = table.column("window_lengths").combine_chunks()
@@ -200,7 +211,7 @@ class FeatureStore:
         self.vectors = np.load(features_dir / f"{split}.npy", mmap_mode="r")
         index = pq.read_table(features_dir / f"{split}{INDEX_SUFFIX}")
         self.ids = index.column("id").to_pylist()
-        self.labels = index.column("label").to_numpy().astype(np.int64)
+        self.labels = labels_of(index.column("label"))
         self.offsets = index.column("offset").to_numpy().astype(np.int64)
         self.lengths = index.column("length").to_numpy().astype(np.int64)
         spans = index.column("sentence_lengths").combine_chunks()

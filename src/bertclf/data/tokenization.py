@@ -191,22 +191,24 @@ def _batches(table: pa.Table, size: int) -> Iterator[pa.Table]:
 def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str, Any]:
     """Tokenize one split parquet (id, text, label) into `dst`, streaming by batches."""
     table = pq.read_table(src, columns=["id", "text", "label"])
+    multi = pa.types.is_list(table.schema.field("label").type)  # multi-label: 0/1 rows
+    schema = SCHEMA.set(1, pa.field("label", pa.list_(pa.int8()) if multi else pa.int64()))
     t0 = time.perf_counter()
     docs = tokens = truncated = windows = 0
-    with atomic_path(dst) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+    with atomic_path(dst) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for batch in track(_batches(table, doc_tok.cfg.batch_size), table.num_rows, f"tokenize {src.stem}",
                            "docs", size=len):
             enc = doc_tok.encode(batch.column("text").to_pylist())
             writer.write_table(pa.table({
                 "id": batch.column("id"),
-                "label": batch.column("label").cast(pa.int64()),
+                "label": batch.column("label").cast(schema.field("label").type),
                 "input_ids": _list_array(enc["input_ids"]),
                 "length": pa.array(enc["length"], pa.int32()),
                 "sentence_lengths": _list_array(enc["sentence_lengths"]),
                 "full_tokens": pa.array(enc["full_tokens"], pa.int32()),
                 "windows": _list_array(enc["windows"]),
                 "window_lengths": _list_array(enc["window_lengths"]),
-            }, schema=SCHEMA))
+            }, schema=schema))
             windows += sum(len(w) for w in enc["window_lengths"])
             docs += batch.num_rows
             tokens += int(sum(enc["length"]))

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bertclf import tasks
 from bertclf.atomic import atomic_path, write_json
 from bertclf.data.stores import Batch
 from bertclf.encoder import encoder_vectors, load_encoder
@@ -128,24 +129,30 @@ def _logits(clf: TextClassifier, texts: list[str], desc: str, chunk: int = 256) 
 
 def parity(reference: TextClassifier, exported: TextClassifier, texts: list[str],
            labels: np.ndarray | None) -> dict[str, Any]:
-    """Max abs logit difference, prediction agreement and accuracy of both on the same texts."""
+    """Max abs logit difference, agreement of the answers and the headline score (accuracy;
+    multi-label: Jaccard) of both on the same texts."""
+    md = reference.md
     t0 = time.perf_counter()
     ref = _logits(reference, texts, "parity: PyTorch")
     t1 = time.perf_counter()
     got = _logits(exported, texts, "parity: exported")
     t2 = time.perf_counter()
+    decided = [tasks.decide_logits(md.task, logits, md.thresholds) for logits in (ref, got)]
+    same = decided[0] == decided[1]
     report: dict[str, Any] = {
         "texts": len(texts),
         "max_abs_logit_diff": float(np.abs(ref - got).max()) if len(texts) else 0.0,
-        "agreement": round(float((ref.argmax(1) == got.argmax(1)).mean()), 5),
+        "agreement": round(float((same.all(1) if same.ndim == 2 else same).mean()), 5),
         "pytorch_docs_per_s": round(len(texts) / (t1 - t0), 1),
         "exported_docs_per_s": round(len(texts) / (t2 - t1), 1),
     }
     if labels is not None:
-        truth = labels.astype(np.int64)  # a split parquet holds label indices
-        report["pytorch_acc"] = round(float((ref.argmax(1) == truth).mean()), 5)
-        report["exported_acc"] = round(float((got.argmax(1) == truth).mean()), 5)
-        report["acc_drop_points"] = round(100 * (report["pytorch_acc"] - report["exported_acc"]), 2)
+        name = tasks.HEADLINE[md.task]
+        truth = np.stack(labels) if md.task == tasks.MULTI else labels.astype(np.int64)  # a split's labels
+        report[f"pytorch_{name}"] = round(tasks.headline_score(md.task, truth, ref, md.thresholds), 5)
+        report[f"exported_{name}"] = round(tasks.headline_score(md.task, truth, got, md.thresholds), 5)
+        drop = report[f"pytorch_{name}"] - report[f"exported_{name}"]
+        report[f"{name}_drop_points"] = round(100 * drop, 2)
     return report
 
 
@@ -169,9 +176,11 @@ def describe(report: dict[str, Any]) -> str:
     lines = [f"parity on {report['texts']} texts of {report['checked_on']}:",
              f"  max |logit difference| {report['max_abs_logit_diff']:.2e}, same prediction on "
              f"{report['agreement'] * 100:.2f} %"]
-    if "pytorch_acc" in report:
-        lines.append(f"  accuracy: PyTorch {report['pytorch_acc'] * 100:.2f} %, exported "
-                     f"{report['exported_acc'] * 100:.2f} % ({-report['acc_drop_points']:+.2f} points)")
+    for key, name in (("acc", "accuracy"), ("jaccard", "Jaccard")):
+        if f"pytorch_{key}" in report:
+            drop = -report[f"{key}_drop_points"]
+            lines.append(f"  {name}: PyTorch {report[f'pytorch_{key}'] * 100:.2f} %, exported "
+                         f"{report[f'exported_{key}'] * 100:.2f} % ({drop:+.2f} points)")
     lines.append(f"  speed: PyTorch {report['pytorch_docs_per_s']} docs/s, exported "
                  f"{report['exported_docs_per_s']} docs/s")
     return "\n".join(lines)

@@ -19,31 +19,23 @@ from bertclf.data.readers import TextColumns, base_suffix, headerless_columns, r
 from bertclf.errors import DataError
 from bertclf.plotting import SafeCsvWriter
 from bertclf.progress import progress
-from bertclf.serving.predictor import TextClassifier
+from bertclf.serving.predictor import Answers, TextClassifier
 
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 STREAM_FORMATS = ("jsonl", "csv", "tsv")  # what can go to stdout (parquet needs a file)
 STDIO = "-"  # as a path: standard input or output
 CHUNK = 4096  # texts per model call when classifying a file: memory stays flat on big inputs
-PREDICTED = ("text", "label", "probability")
-
-
-def prediction(row: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """One text's answer: the label, its probability, and every class's (as serve returns it)."""
-    best = int(row.argmax())
-    return {"label": labels[best], "probability": round(float(row[best]), 6),
-            "probabilities": {name: round(float(p), 6) for name, p in zip(labels, row, strict=True)}}
-
-
-def output_rows(texts: Sequence[str], probs: np.ndarray, labels: list[str],
+def output_rows(texts: Sequence[str], probs: np.ndarray, answers: Answers,
                 others: Sequence[dict[str, Any]] | None = None) -> Iterable[dict[str, Any]]:
-    """One row per text: the input's other columns (an id...), then text, label, probability and
-    the probability of every class (``p_<label>``). An input column named like one of these is
-    kept as ``input_<name>``."""
+    """One row per text: the input's other columns (an id...), then text, label, probability (or
+    the labels, comma-separated) and the probability of every class (``p_<label>``). An input
+    column named like one of these is kept as ``input_<name>``."""
     for i, (text, row) in enumerate(zip(texts, probs, strict=True)):
-        answer = prediction(row, labels)
-        predicted = {"text": text, "label": answer["label"], "probability": answer["probability"],
-                     **{f"p_{name}": p for name, p in answer["probabilities"].items()}}
+        answer = answers.of(row)
+        chosen = {"labels": ",".join(answer["labels"])} if "labels" in answer else {
+            "label": answer["label"], "probability": answer["probability"]}
+        every = {f"p_{name}": p for name, p in answer["probabilities"].items()}
+        predicted = {"text": text, **chosen, **every}
         kept = {(f"input_{k}" if k in predicted else str(k)): v
                 for k, v in (others[i] if others else {}).items()}
         yield {**kept, **predicted}
@@ -70,23 +62,23 @@ def check_output(path: Path) -> None:
                         "(or - for standard output)", path)
 
 
-def write_predictions(dst: Path | None, rows: Iterable[dict[str, Any]], labels: list[str],
+def write_predictions(dst: Path | None, rows: Iterable[dict[str, Any]], answers: Answers,
                       fmt: str | None = None, stdout: IO[str] | None = None) -> int:
     """Write prediction rows to `dst` (csv, tsv, jsonl or parquet) atomically, so that no
     half-written file is left on error; `dst` None or ``-``: to `stdout`, as they come."""
     fmt = output_format(dst, fmt)
     if dst is None or str(dst) == STDIO:
-        return _write_rows(stdout or sys.stdout, rows, labels, fmt)
+        return _write_rows(stdout or sys.stdout, rows, answers, fmt)
     with atomic_path(dst) as tmp:
         if fmt == "parquet":
             table = pd.DataFrame(list(rows))
             table.to_parquet(tmp, index=False)
             return len(table)
         with tmp.open("w", encoding="utf-8", newline="") as f:
-            return _write_rows(f, rows, labels, fmt)
+            return _write_rows(f, rows, answers, fmt)
 
 
-def _write_rows(f: IO[str], rows: Iterable[dict[str, Any]], labels: list[str], fmt: str) -> int:
+def _write_rows(f: IO[str], rows: Iterable[dict[str, Any]], answers: Answers, fmt: str) -> int:
     writer = None
     n = 0
     for row in rows:
@@ -99,7 +91,7 @@ def _write_rows(f: IO[str], rows: Iterable[dict[str, Any]], labels: list[str], f
             f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         n += 1
     if writer is None and fmt != "jsonl":  # no rows: still a header
-        SafeCsvWriter(f, [*PREDICTED, *(f"p_{name}" for name in labels)],
+        SafeCsvWriter(f, [*answers.fields, *(f"p_{name}" for name in answers.labels)],
                       delimiter="\t" if fmt == "tsv" else ",").writeheader()
     f.flush()
     return n
@@ -133,17 +125,24 @@ def predict_file(clf: TextClassifier, src: Path, dst: Path | None, text_column: 
         with progress(total=len(texts), desc="classifying", unit="texts") as bar:
             for start in range(0, len(texts), CHUNK):
                 chunk = texts[start:start + CHUNK]
-                yield from output_rows(chunk, clf.predict_proba(chunk), clf.labels,
+                yield from output_rows(chunk, clf.predict_proba(chunk), clf.answers,
                                        others[start:start + CHUNK] if others else None)
                 bar.update(len(chunk))
 
-    return write_predictions(dst, rows(), clf.labels, fmt, stdout)
+    return write_predictions(dst, rows(), clf.answers, fmt, stdout)
 
 
-def format_prediction(text: str, probs: np.ndarray, labels: list[str], top_k: int) -> str:
-    """`label  probability  text` and the next most likely classes, for the terminal."""
+def format_prediction(text: str, probs: np.ndarray, answers: Answers, top_k: int) -> str:
+    """`label  probability  text` and the next most likely classes, for the terminal; multi-label:
+    `labels  text` (comma-separated, `-` for none), then every label shown with its probability."""
+    labels = answers.labels
     order = np.argsort(-probs)[:max(top_k, 1)]
     shown = text if len(text) <= 60 else text[:57] + "..."
+    if answers.thresholds is not None:
+        chosen = answers.of(probs)["labels"]
+        order = np.argsort(-probs)[:max(top_k, len(chosen), 1)]
+        return "\n".join([f"{','.join(chosen) or '-'}\t{shown}",
+                          *(f"\t{labels[i]}\t{probs[i]:.3f}" for i in order)])
     head = f"{labels[order[0]]}\t{probs[order[0]]:.3f}\t{shown}"
     rest = [f"\t{labels[i]}\t{probs[i]:.3f}" for i in order[1:]]
     return "\n".join([head, *rest])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bertclf import tasks
 from bertclf.data.stores import Batch, FeatureStore, TokenStore, pad_ids
 from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder
@@ -39,9 +40,34 @@ PREDICT_BATCH_TOKENS = 2048
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str
+    label: str  # the most probable class (or label)
     probability: float
     probabilities: dict[str, float]  # every class, in the model's label order
+    labels: tuple[str, ...] = ()  # what the model answers: (label,), or a multi-label model's labels
+
+
+@dataclass(frozen=True)
+class Answers:
+    """How a model's probabilities become its answer: the most probable class, or (multi-label,
+    with `thresholds`) every label whose probability reaches its threshold."""
+
+    labels: list[str]
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The columns of a prediction row before the probabilities."""
+        return ("text", "labels") if self.thresholds is not None else ("text", "label", "probability")
+
+    def of(self, row: np.ndarray) -> dict[str, Any]:
+        """One text's answer, as serve returns it: the label and its probability (multi-label: the
+        labels), and every class's probability."""
+        every = {name: round(float(p), 6) for name, p in zip(self.labels, row, strict=True)}
+        if self.thresholds is not None:
+            chosen = [name for name, p, t in zip(self.labels, row, self.thresholds, strict=True) if p >= t]
+            return {"labels": chosen, "probabilities": every}
+        best = int(row.argmax())
+        return {"label": self.labels[best], "probability": round(float(row[best]), 6), "probabilities": every}
 
 
 def import_onnxruntime() -> Any:
@@ -102,6 +128,7 @@ class TextClassifier:
         self.md = md = ModelDir.read(model_dir)
         self.model_dir, self.family, self.arch = md.path, md.family, md.arch
         self.labels, self.text_columns = list(md.labels), list(md.text_columns)
+        self.answers = Answers(self.labels, md.thresholds if md.task == tasks.MULTI else None)
         self.tokenize_cfg = md.tokenize
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -175,19 +202,23 @@ class TextClassifier:
         return self.family.batch(store, idx, self.md.knobs, self.md.dims)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities ``[len(texts), num_labels]`` (softmax of the logits)."""
-        return torch.softmax(torch.from_numpy(self.logits(texts)), dim=1).numpy()
+        """Probabilities ``[len(texts), num_labels]``: a softmax over classes, or (multi-label) a
+        sigmoid per label."""
+        return tasks.probabilities(self.md.task, self.logits(texts))
 
     def predict(self, texts: str | Sequence[str]) -> list[Prediction]:
-        """The label and class probabilities of each text (a single string is one text)."""
+        """The answer and class probabilities of each text (a single string is one text)."""
         if isinstance(texts, str):
             texts = [texts]
         probs = self.predict_proba(texts)
+        decided = tasks.decide(self.md.task, probs, self.md.thresholds)
         out = []
-        for row in probs:
+        for row, choice in zip(probs, decided, strict=True):
             best = int(row.argmax())
+            chosen = (tuple(self.labels[j] for j in np.flatnonzero(choice)) if choice.ndim
+                      else (self.labels[best],))
             out.append(Prediction(self.labels[best], float(row[best]),
-                                  {name: float(p) for name, p in zip(self.labels, row, strict=True)}))
+                                  {name: float(p) for name, p in zip(self.labels, row, strict=True)}, chosen))
         return out
 
     def describe(self) -> dict[str, Any]:

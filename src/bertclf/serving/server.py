@@ -29,7 +29,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from bertclf.errors import BertclfError
-from bertclf.serving.predict_io import prediction
 from bertclf.serving.predictor import TextClassifier
 
 log = logging.getLogger(__name__)
@@ -213,7 +212,7 @@ def create_app(clf: TextClassifier, limits: Limits | None = None) -> Any:
             return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "1"})
         except BertclfError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
-        return {"predictions": [prediction(row, clf.labels) for row in probs]}
+        return {"predictions": [clf.answers.of(row) for row in probs]}
 
     return BodyLimit(app, limits.max_body_bytes)
 

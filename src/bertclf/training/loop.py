@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bertclf import tasks
 from bertclf.config import Config
 from bertclf.data.stores import Inputs, concat, epoch_batches
 from bertclf.errors import BertclfError
@@ -35,7 +36,7 @@ from bertclf.plotting import plot_loss
 from bertclf.progress import track
 from bertclf.training import checkpoints
 from bertclf.training.distributed import Dist, init_distributed
-from bertclf.training.optim import class_weights, make_optimizer, make_scheduler
+from bertclf.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class TrainState:
 
     epoch: int = 0
     step: int = 0
-    best_acc: float = -1.0
+    best_score: float = -1.0  # the task's headline score on validation (accuracy, Jaccard)
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped_early: bool = False
@@ -85,12 +86,11 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
             rows = mine if len(mine) else idx[:1]
             batch = run.make(run.train_set, rows).to(run.device)
             labels = torch.from_numpy(run.train_set.labels[rows]).to(run.device)
-            weights = run.weights
-            denominator = (float(weights[torch.from_numpy(run.train_set.labels[idx]).to(run.device)].sum())
-                           if weights is not None else float(len(idx)))
+            batch_labels = torch.from_numpy(run.train_set.labels[idx]).to(run.device)
+            denominator = tasks.loss_weight(run.task, batch_labels, run.weights)
             with autocast(run.device, run.bf16):
                 logits = run.forward(batch).float()
-            per_doc = nn.functional.cross_entropy(logits, labels, weight=weights, reduction="none")
+            per_doc = tasks.loss(run.task, logits, labels, run.weights)
             loss = per_doc.sum() * scale / denominator
             batch_loss = float(ddp.all_sum(per_doc.detach().sum() * (scale > 0)).item()) / denominator
             if not math.isfinite(batch_loss):
@@ -112,14 +112,15 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
                 log_step(run.live, state.steps[-1])
         run.train_seconds += time.perf_counter() - t0
 
-        val_loss, val_acc = run.validate()
+        val_loss, val_score = run.validate()
         state.epoch = epoch
         state.history.append({"epoch": epoch, "train_loss": round(total_loss / seen, 5),
-                              "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5)})
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.0f docs/s)", epoch,
-                 total_loss / seen, val_loss, val_acc, seen / max(time.perf_counter() - t0, 1e-9))
-        if val_acc > state.best_acc or cfg.train_on_val:  # train_on_val keeps the last epoch
-            state.best_acc, state.best_epoch, state.bad_epochs = val_acc, epoch, 0
+                              "val_loss": round(val_loss, 5), f"val_{run.headline}": round(val_score, 5)})
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val %s %.4f (%.0f docs/s)", epoch,
+                 total_loss / seen, val_loss, run.headline, val_score,
+                 seen / max(time.perf_counter() - t0, 1e-9))
+        if val_score > state.best_score or cfg.train_on_val:  # train_on_val keeps the last epoch
+            state.best_score, state.best_epoch, state.bad_epochs = val_score, epoch, 0
         else:
             state.bad_epochs += 1
             state.stopped_early = state.bad_epochs >= cfg.patience
@@ -145,6 +146,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     weights: torch.Tensor | None
+    task: str
     device: torch.device
     bf16: bool
     ddp: Dist
@@ -162,16 +164,23 @@ class Run:
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         return epoch_batches(self.train_set.lengths, self.batch_size, self.seed, epoch)
 
-    def validate(self) -> tuple[float, float]:
-        """Validation loss and accuracy, each rank scoring its share."""
+    @property
+    def headline(self) -> str:
+        return tasks.HEADLINE[self.task]
+
+    def val_logits(self) -> np.ndarray:
+        """The model's logits of every validation document, each rank scoring its share."""
         shard = np.arange(len(self.val_set))[self.ddp.rank::self.ddp.world]
         logits = predict_logits(self.model, self.val_set, self.make, self.eval_batch_size, self.device,
                                 self.dims.num_labels, shard,
                                 desc="validate" if self.ddp.is_main else None)
-        logits = self.ddp.all_sum(torch.from_numpy(logits)).numpy()
-        labels = torch.from_numpy(self.val_set.labels)
-        loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), labels))
-        return loss, float((logits.argmax(1) == self.val_set.labels).mean())
+        return self.ddp.all_sum(torch.from_numpy(logits)).numpy()
+
+    def validate(self) -> tuple[float, float]:
+        """Validation loss and the task's headline score."""
+        logits = self.val_logits()
+        loss = tasks.mean_loss(self.task, torch.from_numpy(logits), torch.from_numpy(self.val_set.labels))
+        return loss, tasks.headline_score(self.task, self.val_set.labels, logits)
 
 
 def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
@@ -192,13 +201,15 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     train_set, val_set = inputs.open(arch.reads, "train"), inputs.open(arch.reads, "val")
     if cfg.train_on_val:
         train_set = concat(train_set, val_set)
-    num_labels = max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1)
+    task = tasks.task_of(meta)
+    num_labels = (train_set.labels.shape[1] if task == tasks.MULTI
+                  else max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1))
     dims = dims_for(arch, inputs.encoder, getattr(train_set, "dim", 0), num_labels)
     model = arch.build(config.model, dims, inputs.encoder).to(device)
     optimizer = make_optimizer(model, arch, cfg, config.model)
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    weights = class_weights(train_set.labels, num_labels, cfg.class_weights)
+    weights = tasks.class_weights(task, train_set.labels, num_labels, cfg.class_weights)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and arch.bf16_by_default
                                        and has_bf16_units(device))
     log.info("%s on %s: %d parameters, %d train / %d val docs, %d optimizer steps per epoch", arch.name,
@@ -225,7 +236,8 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
                forward=torch.compile(wrapped) if runtime.compile else wrapped, train_set=train_set,
                val_set=val_set, make=lambda store, idx: arch.batch(store, idx, knobs, dims),
                optimizer=optimizer,
-               scheduler=scheduler, weights=None if weights is None else weights.to(device), device=device,
+               scheduler=scheduler, weights=None if weights is None else weights.to(device), task=task,
+               device=device,
                bf16=bf16, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed, batch_size=cfg.batch_size,
                eval_batch_size=runtime.eval_batch_size, resumed_from=state.epoch, key_seconds=key_seconds,
                meta=meta)
@@ -239,7 +251,7 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
     trained = state.epoch - run.resumed_from
     report = {
         "arch": run.arch.name, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
-        "stopped_early": state.stopped_early, "best_val_acc": round(state.best_acc, 5),
+        "stopped_early": state.stopped_early, f"best_val_{run.headline}": round(state.best_score, 5),
         "final_train_loss": state.history[-1]["train_loss"], "final_val_loss": state.history[-1]["val_loss"],
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "trained_on_val": config.train.train_on_val,
@@ -248,9 +260,16 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
         "train_docs_per_s": round(len(run.train_set) * trained / max(run.train_seconds, 1e-9), 1),
         "resumed_from_epoch": run.resumed_from, "key_seconds": round(run.key_seconds, 2),
     }
+    thresholds = None
+    if run.task == tasks.MULTI:  # the decision thresholds, chosen on validation for the best model
+        logits = run.val_logits()
+        thresholds = tasks.choose_thresholds(run.val_set.labels, tasks.probabilities(run.task, logits),
+                                             config.train.thresholds)
+        report.update(thresholds=thresholds, val_jaccard_at_thresholds=round(
+            tasks.headline_score(run.task, run.val_set.labels, logits, thresholds), 5))
     if not run.ddp.is_main:
         return report
-    md = trained_model_dir(out.model, config, run.dims, run.meta, inputs.encoder)
+    md = trained_model_dir(out.model, config, run.dims, run.meta, inputs.encoder, thresholds)
     save_model_dir(md, run.model, inputs.encoder, model_card(md, model_params(config), report))
     plot_loss(state.history, out.plots / "loss.png", title=f"{run.arch.name}: loss per epoch")
     assert run.live is not None
@@ -273,7 +292,8 @@ def log_epoch(live: StageLive | None, record: dict[str, float], state: TrainStat
     live.step = int(record["epoch"])
     live.log_metric("train/loss", record["train_loss"])
     live.log_metric("val/loss", record["val_loss"])
-    live.log_metric("val/acc", record["val_acc"])
+    headline = next(k for k in record if k.startswith("val_") and k != "val_loss")
+    live.log_metric(f"val/{headline.removeprefix('val_')}", record[headline])
     live.summary = {"best_epoch": state.best_epoch, "train": {"loss": record["train_loss"]},
                     "val": {"loss": record["val_loss"]}}
     live.make_summary()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -42,15 +41,3 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
     if cfg.lr_decay == "linear":
         return get_linear_schedule_with_warmup(optimizer, warmup, total)
     return get_constant_schedule_with_warmup(optimizer, warmup)
-
-
-def class_weights(labels: np.ndarray, num_labels: int, mode: str) -> torch.Tensor | None:
-    """Per-class loss weights: `balanced` weighs each class by the inverse of its frequency."""
-    if mode != "balanced":
-        return None
-    from sklearn.utils.class_weight import compute_class_weight
-
-    present = np.unique(labels)
-    weights = np.ones(num_labels)
-    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
-    return torch.tensor(weights, dtype=torch.float32)
