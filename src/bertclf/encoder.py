@@ -31,9 +31,18 @@ def from_local(auto_class: Any, model_dir: Path, **kwargs: Any) -> Any:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    try:
+
+    def load(**extra: Any) -> Any:
         return auto_class.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False,
-                                          use_safetensors=True, **kwargs)
+                                          use_safetensors=True, **extra)
+
+    try:
+        try:
+            return load(**kwargs)
+        except ValueError as exc:  # a class without SDPA (MPNet) keeps its own attention
+            if kwargs.get("attn_implementation") != "sdpa" or "scaled_dot_product_attention" not in str(exc):
+                raise
+            return load(**{k: v for k, v in kwargs.items() if k != "attn_implementation"})
     except (OSError, ValueError, SafetensorError) as exc:
         if explain(exc):  # a full or read-only disk says so itself
             raise

