@@ -194,6 +194,16 @@ def test_fine_tuned_mpnet_predicts_exports_and_is_a_hugging_face_model(finetuned
     assert hf(" ".join(["great"] * 500))[0]["label"] in {"neg", "pos"}  # cut to the training length
 
 
+def test_mlm_pretraining_adapts_mpnet(data: Inputs, tmp_path: Path) -> None:
+    """`pretrain` masks with MPNet's own ``<mask>`` and loads its masked-LM head without SDPA."""
+    from bertclf.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(steps=30, lr=2e-3, batch_size=16, max_length=32, eval_fraction=0.1, seed=3)
+    report = pretrain(data.tokens, data.encoder, tmp_path / "pretrained", cfg)
+    assert report["mlm_loss_after"] < report["mlm_loss_before"] - 0.3, report
+    assert load_encoder(tmp_path / "pretrained").config.model_type == "mpnet"
+
+
 def test_a_split_mpnet_downloads_offline_with_only_its_own_files(mpnet_dir: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """What `mpnet-base` does, on the tiny MPNet: a zip (with a README, desktop.ini and the
