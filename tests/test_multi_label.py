@@ -261,3 +261,41 @@ def test_scores_follow_semeval_s_jaccard() -> None:
     gold = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]])
     pred = np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]])
     assert tasks.jaccard(gold, pred) == pytest.approx((1 / 3 + 1 + 0) / 3)  # both empty counts 1
+
+
+def test_init_recognises_each_multi_label_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0/1 columns, a column of labels joined by a separator, a JSON list: `init` says what it
+    guessed and how to override it, and sets params that read the file."""
+    from bertclf.config import load_config
+    from bertclf.data.own_file import init_file
+
+    monkeypatch.chdir(tmp_path)
+    rows = sample(random.Random(2), 60)
+    write_indicator_csv(tmp_path / "flags.csv", rows)
+    pd.DataFrame({"tweet": [t for t, _ in rows], "tags": ["|".join(ls) for _, ls in rows]}).to_csv(
+        tmp_path / "joined.csv", index=False)
+    (tmp_path / "lists.jsonl").write_text("".join(json.dumps({"text": t, "labels": list(ls)}) + "\n"
+                                                  for t, ls in rows))
+    expected = {"flags.csv": {"label_columns": tuple(LABELS), "label_separator": None},
+                "joined.csv": {"label_column": "tags", "label_separator": "|"},
+                "lists.jsonl": {"label_column": "labels", "label_separator": None}}
+    for name, settings in expected.items():
+        shutil.copyfile(Path(__file__).parents[1] / "params.yaml", tmp_path / "params.yaml")
+        said: list[str] = []
+        init_file(tmp_path / name, params=tmp_path / "params.yaml", dvc=False, echo=said.append)
+        data = load_config(tmp_path / "params.yaml").data
+        assert data.task == "multi_label", said
+        assert {k: getattr(data, k) for k in settings} == settings, said
+        assert any("multi-label, 3 labels" in line and "--label-column" in line for line in said), said
+        assert any(line.strip().startswith("good") for line in said), said  # per-label counts
+
+
+def test_the_prompt_loop_answers_the_labels_then_the_probabilities(finetuned: Path) -> None:
+    from bertclf.serving.predict_io import interactive
+
+    clf = bertclf.load(finetuned)
+    shown: list[str] = []
+    interactive(clf, ["the great movie with music.", "the camera and the cast."], shown.append, top_k=2)
+    for line, answer in zip(shown, clf.predict(["the great movie with music.", "the camera and the cast."]),
+                            strict=True):
+        assert line.startswith(f"[{', '.join(answer.labels) or '-'}]  "), line

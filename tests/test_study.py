@@ -179,3 +179,27 @@ def test_compare_takes_the_best_configuration_per_arch_over_its_seeds(
     assert "| han + tfidf | `a1, a2, a3` | 3 | 98.00 ± 1.00 | 98.00 ± 1.00 | 0.30 |" in text
     assert "| cnn | `c` | 1 | 93.00 | 99.00 |  |" in text
     assert (tmp_path / "compare_r8.png").stat().st_size > 0
+
+
+def test_compare_ranks_multi_label_experiments_by_jaccard(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a multi-label dataset the headline is validation Jaccard, for the models, TF-IDF and the mix."""
+    import bertclf.experiments.compare as compare_mod
+
+    def exp(name: str, arch: str, val: float, test: float) -> dict[str, Any]:
+        return {"name": name, "rev": name, "kind": "experiment", "state": "success", "baseline": "c1",
+                "inputs": {}, "params": {"data": {"name": "semeval2018_ec", "task": "multi_label"},
+                                         "train": {"arch": arch, "seed": 42}},
+                "metrics": {"eval": {"val": {"jaccard": val, "acc": 0.1}, "test": {"jaccard": test}},
+                            "tfidf": {"tfidf": {"val_jaccard": 0.5, "test_jaccard": 0.49}},
+                            "combine": {"combine": {"lambda": 0.3, "val_jaccard": val + 0.01,
+                                                    "test_jaccard": test + 0.01}}}}
+
+    runs = [exp("f", "finetune", 0.6, 0.58), exp("h", "han", 0.55, 0.54)]
+    monkeypatch.setattr(compare_mod, "experiments", lambda all_commits=False: runs)
+    rows = {r["arch"]: r for r in compare_mod.compare_rows("semeval2018_ec")}
+    assert rows["tfidf"]["test_acc"] == 0.49 and rows["finetune"]["val_acc"] == 0.6
+    assert rows["finetune + tfidf"]["test_acc"] == pytest.approx(0.59)
+    text = compare_mod.write_compare("semeval2018_ec", tmp_path).read_text()
+    assert "mean validation Jaccard" in text and "| val Jaccard (%) | test Jaccard (%) |" in text
+    assert "| finetune | `f` | 1 | 60.00 | 58.00 |  |" in text

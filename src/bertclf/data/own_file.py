@@ -20,31 +20,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bertclf.config import PARAMS_FILE, DataConfig
+from bertclf.data.labels import read_multi_label
 from bertclf.data.readers import TABLE_SUFFIXES, base_suffix, looks_like_data, read_table
 from bertclf.data.tracked import is_under
 from bertclf.errors import DataError
 
 INPUTS = Path("inputs/data")
 LABEL_NAMES = ("label", "labels", "class", "category", "categories", "target", "sentiment", "stars",
-               "rating", "y", "topic", "intent")
+               "rating", "y", "topic", "intent", "tags", "tag", "topics", "emotions")
 TEXT_NAMES = ("text", "review", "body", "content", "sentence", "document", "comment", "message",
               "description", "tweet", "title", "headline", "question", "abstract")
 SAMPLE_ROWS = 5000  # enough to guess the columns; the whole file is read afterwards
 
 
+SEPARATORS = (",", ";", "|")  # between the labels of a multi-label column ("earn,acq")
+
+
 @dataclass(frozen=True)
 class Guess:
     text_columns: tuple[str, ...]
-    label_column: str
+    label_column: str | None  # None: multi-label 0/1 columns (label_columns)
     columns: tuple[str, ...] | None  # set when the file has no header row
+    task: str = "single_label"
+    label_columns: tuple[str, ...] | None = None  # multi-label: one 0/1 column per label
+    label_separator: str | None = None  # multi-label: the labels of one column, split by this
 
     def data_config(self, path: str, test_path: str | None) -> DataConfig:
         text = self.text_columns[0] if len(self.text_columns) == 1 else self.text_columns
         return DataConfig(name="file", path=path, test_path=test_path, text_column=text,
-                          label_column=self.label_column, columns=self.columns)
+                          label_column=self.label_column, columns=self.columns, task=self.task,  # type: ignore[arg-type]
+                          label_columns=self.label_columns, label_separator=self.label_separator)
+
+    def read(self, path: Path) -> pd.DataFrame:
+        """The whole file with these settings (so a bad line is refused with its number)."""
+        if self.task == "multi_label":
+            return read_multi_label(path, list(self.text_columns), self.label_column, self.label_columns,
+                                    self.label_separator, self.columns)[0]
+        return read_table(path, list(self.text_columns), self.label_column, self.columns)
 
 
 def _sample(path: Path) -> tuple[pd.DataFrame, tuple[str, ...] | None]:
@@ -54,13 +70,13 @@ def _sample(path: Path) -> tuple[pd.DataFrame, tuple[str, ...] | None]:
         raise DataError(f"unsupported file type {suffix!r}; bertclf init reads {', '.join(TABLE_SUFFIXES)}",
                         path)
     if suffix == ".parquet":
-        return pd.read_parquet(path).head(SAMPLE_ROWS).astype(str), None
+        return _as_text(pd.read_parquet(path).head(SAMPLE_ROWS)), None
     if suffix in (".jsonl", ".json"):
         try:
             frame = pd.read_json(path, lines=True, nrows=SAMPLE_ROWS, dtype=False)
         except ValueError as exc:
             raise DataError(f"not JSON Lines ({exc})", path) from None
-        return frame.astype(str), None
+        return _as_text(frame), None
     sep = "\t" if suffix == ".tsv" else ","
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     try:
@@ -77,9 +93,61 @@ def _sample(path: Path) -> tuple[pd.DataFrame, tuple[str, ...] | None]:
     return frame, names
 
 
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A sample as strings; a column of lists (multi-label labels) is marked in ``attrs["lists"]``."""
+    lists = [str(c) for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, np.ndarray))).any()]
+    out = frame.astype(str)
+    out.attrs["lists"] = lists
+    return out
+
+
+def _multi_label(frame: pd.DataFrame, text: Sequence[str] | None, label: str | None) -> dict[str, Any] | None:
+    """What makes a sample multi-label, as `Guess` fields: two or more 0/1 columns (when no label
+    column is named), a column of lists, or a label column whose values join labels with a
+    separator; None for a single-label file."""
+    if label is None:
+        flags = [str(c) for c in frame.columns if str(c) not in (text or ())
+                 and len(frame) and set(frame[c].str.strip()) <= {"0", "1"}]
+        if len(flags) >= 2:
+            return {"label_column": None, "label_columns": tuple(flags)}
+    named = [str(c) for c in frame.columns if str(c).strip().lower() in LABEL_NAMES]
+    candidates = [label] if label else [*frame.attrs.get("lists", []), *named]
+    for column in candidates:
+        if column in frame.attrs.get("lists", []):
+            return {"label_column": column}
+        values = frame[column].astype(str)
+        for sep in SEPARATORS:
+            joined = values.str.contains(sep, regex=False)
+            items = values.str.split(sep, regex=False).explode().str.strip()
+            if joined.mean() >= 0.2 and items.nunique() <= max(2, len(items) // 3):
+                return {"label_column": column, "label_separator": sep}
+    return None
+
+
+def _guess_text(frame: pd.DataFrame, labels: set[Any], path: Path | str) -> tuple[str, ...]:
+    """The text column(s) among those that are not labels: named like text, else long and mostly
+    distinct values."""
+    rows = max(len(frame), 1)
+    others = [c for c in frame.columns if c not in labels]
+    named = [str(c) for c in others if str(c).strip().lower() in TEXT_NAMES[:9]]  # text, review, body...
+    texty = [str(c) for c in others if frame[c].str.len().mean() >= 15 and frame[c].nunique() >= 0.5 * rows]
+    text = named[:1] or texty
+    if not text:
+        shown = ", ".join(map(repr, sorted(map(str, labels - {None}))))
+        raise DataError(f"no column looks like text (long, mostly distinct values) besides {shown}: "
+                        "name it with --text-column", path)
+    return tuple(text)
+
+
 def guess_columns(frame: pd.DataFrame, text: Sequence[str] | None = None, label: str | None = None,
                   columns: tuple[str, ...] | None = None, path: Path | str = "") -> Guess:
-    """The text and label columns of a sample of the file (`text` / `label` given win)."""
+    """The text and label columns of a sample of the file (`text` / `label` given win), and
+    whether it is multi-label."""
+    multi = _multi_label(frame, text, label)
+    if multi is not None:
+        owned = {*(multi.get("label_columns") or ()), multi["label_column"]}
+        return Guess(tuple(text) if text else _guess_text(frame, owned, path), columns=columns,
+                     task="multi_label", **multi)
     stats = {c: (frame[c].nunique(), frame[c].str.len().mean()) for c in frame.columns}
     rows = max(len(frame), 1)
     if label is None:
@@ -91,13 +159,7 @@ def guess_columns(frame: pd.DataFrame, text: Sequence[str] | None = None, label:
                             f"{', '.join(map(str, frame.columns))}: name it with --label-column", path)
         label = str((named or sorted(few, key=lambda c: stats[c][0]))[0])
     if not text:
-        others = [c for c in frame.columns if c != label]
-        named = [str(c) for c in others if str(c).strip().lower() in TEXT_NAMES[:9]]  # text, review, body...
-        texty = [str(c) for c in others if stats[c][1] >= 15 and stats[c][0] >= 0.5 * rows]
-        text = named[:1] or texty
-        if not text:
-            raise DataError(f"no column looks like text (long, mostly distinct values) besides {label!r}: "
-                            "name it with --text-column", path)
+        text = _guess_text(frame, {label}, path)
     return Guess(tuple(text), label, columns)
 
 
@@ -111,16 +173,18 @@ def init_file(path: Path, text: Sequence[str] | None = None, label: str | None =
         raise DataError("no params.yaml here: run bertclf init from the project's root", params)
     frame, columns = _sample(path)
     guess = guess_columns(frame, text, label, columns, path)
-    train = read_table(path, list(guess.text_columns), guess.label_column, guess.columns)  # the whole file
-    counts = train["label"].astype(str).value_counts()
+    train = guess.read(path)
+    multi = guess.task == "multi_label"
+    counts = (train["label"].explode().dropna() if multi else train["label"]).astype(str).value_counts()
     if len(counts) < 2:
-        raise DataError(f"every row has the label {counts.index[0]!r} in column {guess.label_column!r}: a "
-                        "classifier needs at least two classes", path)
+        raise DataError(f"every row has the label {counts.index[0] if len(counts) else None!r} in column "
+                        f"{guess.label_column!r}: a classifier needs at least two classes", path)
     if test is not None:
-        read_table(test, list(guess.text_columns), guess.label_column, guess.columns)
+        guess.read(test)
     shown = " + ".join(guess.text_columns)
     echo(f"{path}: {len(train):,} rows{' without a header row' if guess.columns else ''}; text: {shown}; "
-         f"label: {guess.label_column} ({len(counts)} classes)")
+         + (_describe_multi(guess, train, len(counts)) if multi else
+            f"label: {guess.label_column} ({len(counts)} classes)"))
     width = max(len(str(c)) for c in counts.index[:30])
     for name, n in counts.head(30).items():
         echo(f"  {name!s:{width}}  {n:>8,}  {100 * n / len(train):5.1f} %")
@@ -131,6 +195,19 @@ def init_file(path: Path, text: Sequence[str] | None = None, label: str | None =
     _set_params(params, data)
     echo(f"set data.* in {params}; now run: dvc repro (or dvc exp run to keep this as an experiment)")
     return guess
+
+
+def _describe_multi(guess: Guess, train: pd.DataFrame, labels: int) -> str:
+    """What `init` guessed of a multi-label file, and how to say otherwise."""
+    if guess.label_columns:
+        how = f"one 0/1 column per label ({', '.join(guess.label_columns)})"
+    elif guess.label_separator:
+        how = f"column {guess.label_column!r}, labels joined by {guess.label_separator!r}"
+    else:
+        how = f"column {guess.label_column!r}, a list of labels"
+    none = int((train["label"].map(len) == 0).sum())
+    return (f"multi-label, {labels} labels as {how}; {none:,} rows have none. Not what you meant? Name the "
+            "label column: --label-column NAME (and edit data.task in params.yaml)")
 
 
 def _place(path: Path, dvc: bool, echo: Any) -> str:
@@ -163,7 +240,9 @@ def _set_params(params: Path, data: DataConfig) -> None:
     text = data.text_column
     values = {"name": data.name, "path": data.path, "test_path": data.test_path,
               "text_column": list(text) if isinstance(text, tuple) else text,
-              "label_column": data.label_column, "columns": list(data.columns) if data.columns else None}
+              "label_column": data.label_column, "columns": list(data.columns) if data.columns else None,
+              "task": data.task, "label_columns": list(data.label_columns) if data.label_columns else None,
+              "label_separator": data.label_separator}
     load_config(params).replace({f"data.{k}": v for k, v in values.items()})  # refuses what would not load
     yaml = YAML()  # round trip: comments and order stay
     doc = yaml.load(params.read_text(encoding="utf-8"))

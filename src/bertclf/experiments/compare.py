@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bertclf import tasks
 from bertclf.atomic import atomic_path
 from bertclf.errors import BertclfError
 from bertclf.experiments.study import experiments, score
@@ -73,25 +74,26 @@ def compare_rows(dataset: str) -> list[dict[str, Any]]:
     tfidf_row: dict[str, Any] | None = None
     for exp in experiments(all_commits=True):
         params = exp["params"]
-        test_acc = score(exp, "eval", "test", "acc")
+        metric = tasks.HEADLINE.get(params.get("data", {}).get("task", tasks.SINGLE), "acc")  # acc, jaccard
+        test_acc = score(exp, "eval", "test", metric)
         if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or test_acc is None:
             continue
         arch = params.get("train", {}).get("arch")
-        row = {"arch": arch, "experiment": exp["name"], "kind": exp["kind"],
-               "val_acc": score(exp, "eval", "val", "acc"), "test_acc": test_acc,
+        row = {"arch": arch, "experiment": exp["name"], "kind": exp["kind"], "metric": metric,
+               "val_acc": score(exp, "eval", "val", metric), "test_acc": test_acc,
                "test_subsampled": bool(score(exp, "eval", "test", "subsampled")),
                "split": _split_key(params), "max_train": params.get("split", {}).get("max_train")}
         tfidf = score(exp, "tfidf", "tfidf")
         if tfidf and (tfidf_row is None or exp["name"] < tfidf_row["experiment"]):
-            tfidf_row = {**row, "arch": "tfidf", "val_acc": tfidf.get("val_acc"),
-                         "test_acc": tfidf.get("test_acc"), "seeds": 1}
+            tfidf_row = {**row, "arch": "tfidf", "val_acc": tfidf.get(f"val_{metric}"),
+                         "test_acc": tfidf.get(f"test_{metric}"), "seeds": 1}
         if arch not in ARCHS:
             continue
         candidates = [row]
         both = score(exp, "combine", "combine")
-        if both and both.get("val_acc") is not None:
-            candidates.append({**row, "arch": f"{arch}{COMBINED}", "val_acc": both["val_acc"],
-                               "test_acc": both["test_acc"], "lambda": both.get("lambda")})
+        if both and both.get(f"val_{metric}") is not None:
+            candidates.append({**row, "arch": f"{arch}{COMBINED}", "val_acc": both[f"val_{metric}"],
+                               "test_acc": both[f"test_{metric}"], "lambda": both.get("lambda")})
         seed = params.get("train", {}).get("seed")
         for cand in candidates:
             by_seed = groups.setdefault((cand["arch"], _config_key(exp)), {})
@@ -122,6 +124,8 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "seeds", "val_acc", "val_std",
                                                "test_acc", "test_std", "lambda", "test_subsampled",
                                                "max_train"])
+    # the headline score of the dataset's task: accuracy, or (multi-label) Jaccard
+    name, short = ("Jaccard", "Jaccard") if rows[0].get("metric") == "jaccard" else ("accuracy", "acc")
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
     accs = [r["test_acc"] * 100 for r in rows]
     colors = {"tfidf": "tab:gray"}
@@ -130,15 +134,15 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     for i, a in enumerate(accs):
         ax.text(i, a, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
     ax.set_ylim(max(0, min(accs) - 10), 100)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test {name} (%)")
     ax.set_title(f"{dataset}: best-on-validation experiment per model")
     save_figure(fig, stem.with_suffix(".png"))
     split_note = "" if len({r["split"] for r in rows}) == 1 else (
         "\n\n**Note:** these experiments do not all share the same split settings.")
     lines = [f"# {dataset}: model comparison", "",
-             "Per model, the configuration best on mean validation accuracy among those run with the "
+             f"Per model, the configuration best on mean validation {name} among those run with the "
              "most seeds; with several seeds, mean ± standard deviation over them.", "",
-             "| model | experiments | seeds | val acc (%) | test acc (%) | λ (TF-IDF weight) |",
+             f"| model | experiments | seeds | val {short} (%) | test {short} (%) | λ (TF-IDF weight) |",
              "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lam = "" if r.get("lambda") is None else f"{r['lambda']:.2f}"
@@ -147,6 +151,6 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     if any(r["test_subsampled"] for r in rows):
         split_note += "\n\nThe test set is subsampled (`split.max_test`)."
     with atomic_path(stem.with_suffix(".md")) as tmp:
-        text = "\n".join(lines) + split_note + f"\n\n![test accuracy]({stem.name}.png)\n"
+        text = "\n".join(lines) + split_note + f"\n\n![test {name}]({stem.name}.png)\n"
         tmp.write_text(text, encoding="utf-8")
     return stem.with_suffix(".md")

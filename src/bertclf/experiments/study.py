@@ -276,13 +276,15 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
         variant = by_name.get(exp["name"])
         if variant is None or exp["state"] != "success":
             continue
+        # the task's headline score: accuracy, or (multi-label) Jaccard; "acc" in the row's names
+        metric = "jaccard" if _value(exp["params"], "data.task") == "multi_label" else "acc"
         rows.append({
             "name": exp["name"], "rev": exp["rev"], "factor": variant.factor, "value": variant.value,
             "dataset": _value(exp["params"], "data.name"),
             "seed": variant.seed, "overrides": variant.overrides,
             "config": {k: _value(exp["params"], k) for k in study.factors},
-            "val_acc": score(exp, "eval", "val", "acc"), "test_acc": score(exp, "eval", "test", "acc"),
-            "tfidf_test_acc": score(exp, "tfidf", "tfidf", "test_acc"),
+            "val_acc": score(exp, "eval", "val", metric), "test_acc": score(exp, "eval", "test", metric),
+            "tfidf_test_acc": score(exp, "tfidf", "tfidf", f"test_{metric}"),
             "best_epoch": score(exp, "train", "best_epoch"),
         })
     return sorted(rows, key=lambda r: r["name"])

@@ -201,6 +201,9 @@ def interactive(clf: TextClassifier, lines: Iterable[str], echo: Callable[[str],
             continue
         probs = clf.predict_proba([text])[0]
         order = np.argsort(-probs)[:max(top_k, 1)]
-        echo("  ".join(f"{clf.labels[i]} {probs[i]:.3f}" for i in order))
+        shown = "  ".join(f"{clf.labels[i]} {probs[i]:.3f}" for i in order)
+        if clf.answers.thresholds is not None:  # multi-label: what it answers, then the probabilities
+            shown = f"[{', '.join(clf.answers.of(probs)['labels']) or '-'}]  {shown}"
+        echo(shown)
         done += 1
     return done
