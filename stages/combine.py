@@ -26,10 +26,11 @@ def main() -> None:
     write_json(args.curve, curve)
     write_json(args.report, result)
     write_json(args.metrics, headline(result))
-    logging.info("model + TF-IDF, lambda %.2f: val %.4f (model %.4f, TF-IDF %.4f), test %.4f "
-                 "(model %.4f, TF-IDF %.4f)", result["lambda"], result["val"]["acc"],
-                 result["val"]["model_acc"], result["val"]["tfidf_acc"], result["test"]["acc"],
-                 result["test"]["model_acc"], result["test"]["tfidf_acc"])
+    key = "jaccard" if "jaccard" in result["val"] else "acc"  # the task's headline score
+    val, test = result["val"], result["test"]
+    logging.info("model + TF-IDF, lambda %.2f: val %s %.4f (model %.4f, TF-IDF %.4f), test %.4f "
+                 "(model %.4f, TF-IDF %.4f)", result["lambda"], key, val[key], val[f"model_{key}"],
+                 val[f"tfidf_{key}"], test[key], test[f"model_{key}"], test[f"tfidf_{key}"])
 
 
 if __name__ == "__main__":

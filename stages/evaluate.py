@@ -29,7 +29,8 @@ def main() -> None:
                       args.plots, args.predictions, batch_size=runtime.eval_batch_size,
                       device=runtime.device)
     write_report(report, args.report, "eval", args.runlog_dir)
-    logging.info("val accuracy %.4f, test accuracy %.4f", report["val_acc"], report["test_acc"])
+    key = "jaccard" if "val_jaccard" in report else "acc"  # the task's headline score
+    logging.info("val %s %.4f, test %s %.4f", key, report[f"val_{key}"], key, report[f"test_{key}"])
 
 
 if __name__ == "__main__":

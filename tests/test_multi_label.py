@@ -299,3 +299,28 @@ def test_the_prompt_loop_answers_the_labels_then_the_probabilities(finetuned: Pa
     for line, answer in zip(shown, clf.predict(["the great movie with music.", "the camera and the cast."]),
                             strict=True):
         assert line.startswith(f"[{', '.join(answer.labels) or '-'}]  "), line
+
+
+def test_the_stage_scripts_run_on_multi_label_data(finetuned: Path, data: Inputs, tmp_path: Path) -> None:
+    """evaluate, tfidf and combine as dvc.yaml runs them, each saying its headline score in one line."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).parents[1]
+    split = data.tokens.parent / "data" / "split"
+    o = tmp_path
+    commands = {
+        "evaluate": [str(finetuned), str(data.features), str(data.tokens), str(data.encoder),
+                     str(o / "eval.json"), str(o / "plots"), str(o / "pred"), str(o / "eval-report.json"),
+                     "--runlog-dir", str(o / "logs")],
+        "tfidf": [str(split), str(o / "tfidf.json"), str(o / "tfidf")],
+        "combine": [str(o / "pred"), str(o / "tfidf"), str(o / "combine.json"), str(o / "curve.json"),
+                    str(o / "combine-report.json")],
+    }
+    for stage, args in commands.items():
+        done = subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=repo, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "jaccard" in done.stderr, done.stderr[-500:]
+    mixed = json.loads((o / "combine.json").read_text())["combine"]
+    assert set(mixed) == {"lambda", "val_jaccard", "test_jaccard"}
