@@ -85,25 +85,12 @@ class ModelDir:
     def family(self) -> Arch:
         return ARCHS[self.arch]
 
-    @property
-    def config_file(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def labels_file(self) -> Path:
-        return self.path / LABELS
-
-    @property
-    def card(self) -> Path:
-        return self.path / CARD
-
-    @property
-    def weights(self) -> Path:
-        return self.path / WEIGHTS
-
-    @property
-    def encoder_dir(self) -> Path:
-        return self.path / ENCODER
+    # its files: bertclf.json, labels.json, the model card, the weights, the frozen encoder
+    config_file = property(lambda self: self.path / CONFIG)
+    labels_file = property(lambda self: self.path / LABELS)
+    card = property(lambda self: self.path / CARD)
+    weights = property(lambda self: self.path / WEIGHTS)
+    encoder_dir = property(lambda self: self.path / ENCODER)
 
     @property
     def onnx_file(self) -> Path:
