@@ -11,6 +11,7 @@ from pathlib import Path
 from bertclf.atomic import write_json
 from bertclf.cli_support import run_stage
 from bertclf.combine import combine, headline
+from bertclf.tasks import headline_in
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     write_json(args.curve, curve)
     write_json(args.report, result)
     write_json(args.metrics, headline(result))
-    key = "jaccard" if "jaccard" in result["val"] else "acc"  # the task's headline score
+    key = headline_in(result["val"])  # the task's headline score
     val, test = result["val"], result["test"]
     logging.info("model + TF-IDF, lambda %.2f: val %s %.4f (model %.4f, TF-IDF %.4f), test %.4f "
                  "(model %.4f, TF-IDF %.4f)", result["lambda"], key, val[key], val[f"model_{key}"],

@@ -13,6 +13,7 @@ from bertclf.config import load_config
 from bertclf.data.stores import Inputs
 from bertclf.evaluation import evaluate
 from bertclf.runlog import write_report
+from bertclf.tasks import headline_in
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
                       args.plots, args.predictions, batch_size=runtime.eval_batch_size,
                       device=runtime.device)
     write_report(report, args.report, "eval", args.runlog_dir)
-    key = "jaccard" if "val_jaccard" in report else "acc"  # the task's headline score
+    key = headline_in(report, "val_")  # the task's headline score
     logging.info("val %s %.4f, test %s %.4f", key, report[f"val_{key}"], key, report[f"test_{key}"])
 
 

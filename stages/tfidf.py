@@ -11,6 +11,7 @@ from bertclf.atomic import write_json
 from bertclf.baseline import tfidf_baseline
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
+from bertclf.tasks import headline_in
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     scores = tfidf_baseline(args.splits, load_config(args.params).tfidf, args.probabilities)
     write_json(args.metrics, scores)
     tfidf = scores["tfidf"]
-    key = "jaccard" if "val_jaccard" in tfidf else "acc"  # the task's headline score
+    key = headline_in(tfidf, "val_")  # the task's headline score
     logging.info("TF-IDF + logistic regression: val %s %.4f, test %.4f", key, tfidf[f"val_{key}"],
                  tfidf[f"test_{key}"])
 

@@ -116,6 +116,17 @@ MUTATIONS = (
              "      - src/bertclf/evaluation.py\n      - src/bertclf/inference.py\n",
              "      - src/bertclf/evaluation.py\n",
              ("tests/test_dvc_yaml.py",)),
+    Mutation("ordinal ratings sorted as text (10 before 2)", "src/bertclf/data/labels.py",
+             "    return sorted(numbers, key=numbers.__getitem__)\n", "    return sorted(numbers)\n",
+             ("tests/test_ordinal.py::test_ratings_sort_as_numbers_and_names_follow_label_order",
+              "tests/test_ordinal.py::test_tfidf_and_combine_score_ordinal_data")),
+    Mutation("ordinal answers the most probable class, not the median", "src/bertclf/tasks.py",
+             "    if task == ORDINAL:  # the first class where", "    if False:  # the first class where",
+             ("tests/test_ordinal.py::test_the_answer_is_the_median_of_the_distribution",
+              "tests/test_ordinal.py::test_predict_serve_and_onnx_answer_the_median_rating")),
+    Mutation("the emd loss is cross-entropy", "src/bertclf/tasks.py",
+             '    if task == ORDINAL and ordinal_loss == "emd":', '    if False:',
+             ("tests/test_ordinal.py::test_emd_charges_mass_far_from_the_true_rating_more",)),
 )
 
 

@@ -25,7 +25,8 @@ def tfidf_baseline(splits_dir: Path, cfg: TfidfConfig, probabilities: Path | Non
                    seed: int = 0) -> dict[str, dict[str, float]]:
     """Word n-gram TF-IDF and logistic regression fit on the train split (multi-label: one per
     label, one-vs-rest, and a threshold chosen on validation); the task's headline score on val
-    and test (accuracy; multi-label: Jaccard, and macro-F1).
+    and test (accuracy; multi-label: Jaccard, and macro-F1; ordinal: QWK, MAE and accuracy of the
+    median of the classes' probabilities).
 
     With `probabilities`, also write ``<split>.parquet`` there (id and the class probabilities
     in label-index order) for the `combine` stage."""
@@ -55,12 +56,19 @@ def tfidf_baseline(splits_dir: Path, cfg: TfidfConfig, probabilities: Path | Non
         with atomic_path(probabilities, is_dir=True) as tmp:
             for split, frame in frames.items():
                 frame.to_parquet(tmp / f"{split}.parquet", index=False)
-    return {"tfidf": _scores(task, probs, truth)}
+    return {"tfidf": _scores(task, probs, truth, [str(n) for n in meta["labels"]])}
 
 
-def _scores(task: str, probs: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
+def _scores(task: str, probs: dict[str, np.ndarray], truth: dict[str, np.ndarray],
+            names: list[str]) -> dict[str, float]:
     """Accuracy on val and test; multi-label: Jaccard and macro-F1 at the threshold that is best on
-    validation."""
+    validation; ordinal: QWK, MAE and accuracy of the median class."""
+    if task == tasks.ORDINAL:
+        out = {}
+        for split, p in probs.items():
+            scored = tasks.scores(task, truth[split], tasks.decide(task, p), names)
+            out.update({f"{split}_{name}": scored[name] for name in tasks.METRICS[task]})
+        return out
     if task != tasks.MULTI:
         return {f"{split}_acc": round(float((p.argmax(1) == truth[split]).mean()), 5)
                 for split, p in probs.items()}

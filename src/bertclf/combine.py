@@ -6,16 +6,19 @@ The lexical model carries what a WordPiece encoder loses on stemmed corpora (web
 The validation accuracy picks λ; among equally accurate λ the lower validation log-loss wins,
 so the choice does not hinge on one document. Test labels are read only to score the choice.
 Multi-label models mix per-label probabilities; at each λ the threshold that is best on
-validation decides, and validation Jaccard picks λ.
+validation decides, and validation Jaccard picks λ. Ordinal models mix class probabilities, the
+median class decides, and validation QWK picks λ.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sklearn.metrics import accuracy_score, f1_score
 
 from bertclf import tasks
@@ -54,28 +57,42 @@ def load_split(predictions: Path, tfidf: Path, split: str) -> tuple[np.ndarray, 
     return (np.stack(labels) if multi else labels), p_model, p_tfidf
 
 
-def _task(labels: np.ndarray) -> str:
-    return tasks.MULTI if labels.ndim == 2 else tasks.SINGLE
+def predictions_meta(predictions: Path) -> tuple[str, list[str]]:
+    """The task and label names `evaluate` wrote with its predictions (single-label, when the table
+    predates them)."""
+    meta = pq.read_schema(predictions / "val.parquet").metadata or {}
+    found = json.loads(meta.get(b"bertclf", b"{}"))
+    return found.get("task", tasks.SINGLE), [str(n) for n in found.get("labels", [])]
 
 
-def _score(labels: np.ndarray, p: np.ndarray, cut: float | None = None) -> dict[str, float]:
+def _task(labels: np.ndarray, task: str | None = None) -> str:
+    return task if task is not None else tasks.MULTI if labels.ndim == 2 else tasks.SINGLE
+
+
+def _score(labels: np.ndarray, p: np.ndarray, cut: float | None = None,
+           task: str | None = None) -> dict[str, float]:
     """The headline score of probabilities `p` and their log-loss (multi-label: at threshold `cut`,
     the best one on these documents when None)."""
-    if _task(labels) == tasks.SINGLE:
+    task = _task(labels, task)
+    if task != tasks.MULTI:
         rows = np.arange(len(labels))
-        return {"acc": float(accuracy_score(labels, p.argmax(1))),
-                "log_loss": float(-np.log(np.maximum(p[rows, labels], 1e-12)).mean())}
+        key = tasks.HEADLINE[task]
+        score = (tasks.qwk(labels, tasks.decide(task, p)) if task == tasks.ORDINAL
+                 else float(accuracy_score(labels, p.argmax(1))))
+        return {key: score, "log_loss": float(-np.log(np.maximum(p[rows, labels], 1e-12)).mean())}
     cut = tasks.choose_thresholds(labels, p, "global")[0] if cut is None else cut
     q = np.clip(p, 1e-12, 1 - 1e-12)
     return {"jaccard": tasks.jaccard(labels, (p >= cut).astype(np.int8)), "threshold": cut,
             "log_loss": float(-(labels * np.log(q) + (1 - labels) * np.log(1 - q)).mean())}
 
 
-def pick_lambda(labels: np.ndarray, p_model: np.ndarray, p_tfidf: np.ndarray) -> tuple[float, list[dict]]:
+def pick_lambda(labels: np.ndarray, p_model: np.ndarray, p_tfidf: np.ndarray,
+                task: str | None = None) -> tuple[float, list[dict]]:
     """The λ of the grid with the best headline score on these (validation) documents, ties broken
     by log-loss; and the whole curve."""
-    key = tasks.HEADLINE[_task(labels)]
-    curve = [{"lambda": float(lam), **_score(labels, (1 - lam) * p_model + lam * p_tfidf)} for lam in GRID]
+    key = tasks.HEADLINE[_task(labels, task)]
+    curve = [{"lambda": float(lam), **_score(labels, (1 - lam) * p_model + lam * p_tfidf, task=task)}
+             for lam in GRID]
     best = max(curve, key=lambda r: (r[key], -r["log_loss"]))
     return best["lambda"], curve
 
@@ -85,10 +102,14 @@ def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[s
     alone and TF-IDF alone on validation and test; and the validation score and log-loss at every
     λ. Multi-label: each at the threshold that is best on validation."""
     data = {split: load_split(predictions, tfidf, split) for split in SPLITS}
-    lam, curve = pick_lambda(*data["val"])
+    task, names = predictions_meta(predictions)
+    lam, curve = pick_lambda(*data["val"], task=task)
     result: dict[str, Any] = {"lambda": lam}
-    if _task(data["val"][0]) == tasks.MULTI:
+    if task == tasks.MULTI:
         return _combine_multi(data, lam, result), [{k: round(v, 5) for k, v in r.items()} for r in curve]
+    if task == tasks.ORDINAL:
+        return _combine_ordinal(data, lam, names, result), [{k: round(v, 5) for k, v in r.items()}
+                                                            for r in curve]
     for split, (labels, p_model, p_tfidf) in data.items():
         mixed = ((1 - lam) * p_model + lam * p_tfidf).argmax(1)
         result[split] = {
@@ -98,6 +119,19 @@ def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[s
             "tfidf_acc": round(float(accuracy_score(labels, p_tfidf.argmax(1))), 5),
         }
     return result, [{k: round(v, 5) for k, v in r.items()} for r in curve]
+
+
+def _combine_ordinal(data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], lam: float,
+                     names: list[str], result: dict[str, Any]) -> dict[str, Any]:
+    """QWK, MAE and accuracy of the mix at λ, QWK and MAE of each part alone: each the median class."""
+    for split, (labels, p_model, p_tfidf) in data.items():
+        parts = {"": (1 - lam) * p_model + lam * p_tfidf, "model_": p_model, "tfidf_": p_tfidf}
+        scored = {name: tasks.scores(tasks.ORDINAL, labels, tasks.decide(tasks.ORDINAL, p), names)
+                  for name, p in parts.items()}
+        result[split] = {k: scored[""][k] for k in tasks.METRICS[tasks.ORDINAL]}
+        result[split].update({f"{name}{k}": scored[name][k]
+                              for name in ("model_", "tfidf_") for k in ("qwk", "mae")})
+    return result
 
 
 def _combine_multi(data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], lam: float,
@@ -119,6 +153,6 @@ def _combine_multi(data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], l
 def headline(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The scores `dvc exp show` lists (as ``tfidf.json``'s): λ and the mix's headline score (accuracy,
     Jaccard); the parts alone are in ``eval.json`` and ``tfidf.json`` already."""
-    key = "jaccard" if "jaccard" in result["val"] else "acc"
+    key = tasks.headline_in(result["val"])
     return {"combine": {"lambda": result["lambda"], f"val_{key}": result["val"][key],
                         f"test_{key}": result["test"][key]}}

@@ -32,7 +32,7 @@ from bertclf.errors import ConfigError
 PARAMS_FILE = "params.yaml"
 
 Norm = Literal["none", "layer", "batch"]
-Task = Literal["single_label", "multi_label"]  # the kinds of label (bertclf.tasks)
+Task = Literal["single_label", "multi_label", "ordinal"]  # the kinds of label (bertclf.tasks)
 LrDecay = Literal["none", "step", "exponential", "cosine", "linear"]
 
 
@@ -54,12 +54,14 @@ class DataConfig:
     label_column: str | None = None  # null means "label"
     # file: names for the columns of a csv/tsv without a header row (null: the first row names them)
     columns: tuple[str, ...] | None = None
-    # the kind of label: one class per document, or any number of them (multi_label)
+    # the kind of label: one class per document, any number of them (multi_label), or one of an
+    # ordered set (ordinal: stars, ratings; numbers sort as numbers, other names need label_order)
     task: Task = "single_label"
     # multi_label: one 0/1 column per label (["*"]: every column but the text), instead of
     # label_column holding the labels (a list in jsonl / parquet, or text split by label_separator)
     label_columns: tuple[str, ...] | None = None
     label_separator: str | None = None  # multi_label: e.g. "," for a label column of "earn,acq"
+    label_order: tuple[str, ...] | None = None  # ordinal: the labels from lowest to highest
 
     def check(self) -> None:
         _check(self.text_column != (), "data.text_column must name at least one column")
@@ -68,6 +70,10 @@ class DataConfig:
         for key in ("label_columns", "label_separator"):
             _check(getattr(self, key) is None or self.task == "multi_label",
                    f"data.{key} is for data.task: multi_label (data.task is {self.task})")
+        _check(self.label_order is None or self.task == "ordinal",
+               f"data.label_order is for data.task: ordinal (data.task is {self.task})")
+        _check(self.label_order is None or len(set(self.label_order)) == len(self.label_order) >= 2,
+               "data.label_order must name at least two labels, each once")
         _check(not (self.label_columns and self.label_separator),
                "data.label_columns (one 0/1 column per label) and data.label_separator (labels in one "
                "column) exclude each other: set one")
@@ -164,7 +170,7 @@ class TrainConfig:
     batch_size: int = 64
     grad_accum: int = 1  # batches per optimizer step
     epochs: int = 6
-    patience: int = 3  # early stopping on the task's headline metric on validation (accuracy, Jaccard)
+    patience: int = 3  # early stopping on the task's headline metric on validation (accuracy, Jaccard, QWK)
     seed: int = 42
     # balanced: each class weighed by the inverse of its frequency; multi_label: each label's
     # positives weighed by its negatives / positives (BCE's pos_weight)
@@ -180,6 +186,9 @@ class TrainConfig:
     # multi_label: the probability above which a label is predicted, chosen on validation after
     # training: one for all labels, or one per label
     thresholds: Literal["global", "per_label"] = "global"
+    # ordinal: cross_entropy, or emd (squared earth mover's distance: mass far from the true
+    # rating costs more than mass next to it)
+    ordinal_loss: Literal["cross_entropy", "emd"] = "cross_entropy"
 
     def check(self) -> None:
         _check(self.epochs >= 1 and self.batch_size >= 1 and self.grad_accum >= 1,

@@ -8,6 +8,7 @@ PNG of the confusion matrix. The per-document predictions of both splits, logits
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predic
                                 batch_size, torch_device, desc=f"evaluate {split}")
         seconds = time.perf_counter() - t0
         pred = tasks.decide_logits(task, logits, md.thresholds)
-        tables[split] = prediction_table(store, logits, pred, labels)
+        tables[split] = prediction_table(store, logits, pred, labels, task)
         scores = tasks.scores(task, store.labels, pred, labels)
         for name in tasks.METRICS[task]:
             report[f"{split}_{name}"] = scores[name]
@@ -73,9 +74,11 @@ def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predic
     return report
 
 
-def prediction_table(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str]) -> pa.Table:
+def prediction_table(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str],
+                     task: str = tasks.SINGLE) -> pa.Table:
     """One row per document: id, the actual and predicted label (names and indices; multi-label:
-    lists of names and 0/1 rows), the logits."""
+    lists of names and 0/1 rows), the logits; the task and the label names as the table's metadata
+    (what `combine` reads them from)."""
     def names(rows: np.ndarray) -> list[Any]:
         if rows.ndim == 2:
             return [[labels[j] for j in np.flatnonzero(row)] for row in rows]
@@ -94,7 +97,10 @@ def prediction_table(store: Any, logits: np.ndarray, pred: np.ndarray, labels: l
         "prediction": values(pred),
         "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.astype(np.float32).ravel()),
                                                     logits.shape[1]),
-    })
+    }, metadata={PREDICTIONS_META: json.dumps({"task": task, "labels": labels})})
+
+
+PREDICTIONS_META = "bertclf"  # the key of a predictions table's metadata: its task and label names
 
 
 def plot_test(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str], md: ModelDir,

@@ -13,7 +13,7 @@ from typing import Any
 
 from bertclf.config import Config, to_dict, to_yaml
 from bertclf.model_dir import ModelDir
-from bertclf.tasks import HEADLINE
+from bertclf.tasks import HEADLINE, NAMES
 
 # The sections whose values decide what `train` produces (dvc.yaml's params of train and upstream).
 TRAIN_SECTIONS = ("data", "split", "encoder", "tokenize", "pretrain", "featurize", "train")
@@ -46,7 +46,7 @@ def model_card(md: ModelDir, params: Params, summary: Mapping[str, Any]) -> str:
     base = str(encoder.get("name") or params["encoder"]["name"])
     headline = HEADLINE[md.task]
     val = summary.get(f"best_val_{headline}")
-    metric = {"acc": "accuracy", "jaccard": "Jaccard accuracy"}[headline]
+    metric = NAMES[headline]
     hf_native = md.family.hf_model
     metadata: dict[str, Any] = {
         **({} if local_encoder(base) else {"base_model": base.removeprefix("hf:")}),  # hub ids only
@@ -78,7 +78,8 @@ def model_card(md: ModelDir, params: Params, summary: Mapping[str, Any]) -> str:
         f"over `{base}`" + (f" (commit {encoder['commit']})" if encoder.get("commit") else "") + ".", "",
         f"- labels ({len(md.labels)}): {', '.join(f'`{label}`' for label in md.labels)}",
         f"- task: {md.task}" + (f", a label predicted from probability {_cuts(md.thresholds)}"
-                                if md.thresholds else ""),
+                                if md.thresholds else ", the answer is the median of the predicted "
+                                "distribution over the ordered labels" if md.task == "ordinal" else ""),
         f"- validation {metric} {val} at epoch {summary.get('best_epoch')} of "
         f"{summary.get('epochs_run')}"
         + (" (trained on validation too, so not a held-out score)" if params["train"]["train_on_val"] else "")

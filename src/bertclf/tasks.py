@@ -9,6 +9,14 @@
   label: ``train.thresholds``); the headline score is Jaccard accuracy (per document
   |predicted ∩ gold| / |predicted ∪ gold|, a document with neither counting 1: SemEval-2018
   E-c's official metric).
+- ``ordinal``: one class per document, the classes in order (ratings, stars); a softmax over the
+  classes trained with cross-entropy or with the squared earth mover's distance between the
+  predicted and the true cumulative distributions (``train.ordinal_loss: emd``, Hou et al. 2016,
+  which charges a prediction by how far its mass lies from the true rating); the decision is the
+  median of the predicted distribution (the class that minimizes the expected absolute error,
+  where the most probable class minimizes only the error rate); the headline score is quadratic
+  weighted kappa; MAE, accuracy within one class and Spearman's rho are measured in the labels' own
+  units when they are numbers (IMDB's 1-4 and 7-10), else in class steps.
 
 Everything that trains, scores or decides asks this module; none of them names a task.
 """
@@ -22,10 +30,21 @@ import numpy as np
 import torch
 from torch import nn
 
-SINGLE, MULTI = "single_label", "multi_label"
-TASKS = (SINGLE, MULTI)
-HEADLINE = {SINGLE: "acc", MULTI: "jaccard"}  # what early stopping, best epoch and compare select by
-METRICS = {SINGLE: ("acc", "macro_f1"), MULTI: ("jaccard", "micro_f1", "macro_f1")}  # metrics/eval.json
+SINGLE, MULTI, ORDINAL = "single_label", "multi_label", "ordinal"
+TASKS = (SINGLE, MULTI, ORDINAL)
+# what early stopping, the best epoch, study and compare select by (higher is better for each)
+HEADLINE = {SINGLE: "acc", MULTI: "jaccard", ORDINAL: "qwk"}
+NAMES = {"acc": "accuracy", "jaccard": "Jaccard accuracy", "qwk": "quadratic weighted kappa"}  # in words
+METRICS = {SINGLE: ("acc", "macro_f1"), MULTI: ("jaccard", "micro_f1", "macro_f1"),
+           ORDINAL: ("qwk", "mae", "acc")}  # metrics/eval.json
+
+
+def headline_in(scores: Mapping[str, Any], prefix: str = "") -> str:
+    """Which task's headline score a dict of scores holds (``val_acc``, ``val_jaccard``, …: the key
+    without `prefix`), for code that reads a stage's scores without the task at hand."""
+    # accuracy last: an ordinal task's scores hold accuracy too
+    return next((HEADLINE[t] for t in (MULTI, ORDINAL, SINGLE) if f"{prefix}{HEADLINE[t]}" in scores),
+                HEADLINE[SINGLE])
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # thresholds tried on validation
 
 
@@ -35,20 +54,32 @@ def task_of(meta: Mapping[str, Any]) -> str:
 
 
 def loss(task: str, logits: torch.Tensor, labels: torch.Tensor,
-         weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-document loss ``[B]``: cross-entropy (with class weights), or the mean over labels of
-    binary cross-entropy (with positive weights)."""
+         weights: torch.Tensor | None = None, ordinal_loss: str = "cross_entropy") -> torch.Tensor:
+    """Per-document loss ``[B]``: cross-entropy (with class weights), the mean over labels of
+    binary cross-entropy (with positive weights), or (ordinal, ``emd``) the squared earth mover's
+    distance (with the true class's weight)."""
     if task == MULTI:
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights,
                                                               reduction="none").mean(1)
+    if task == ORDINAL and ordinal_loss == "emd":
+        return emd_loss(logits, labels) * (1.0 if weights is None else weights[labels])
     return nn.functional.cross_entropy(logits, labels, weight=weights, reduction="none")
 
 
-def mean_loss(task: str, logits: torch.Tensor, labels: torch.Tensor) -> float:
+def emd_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Squared EMD between the softmax's cumulative distribution and the true one's (a step at the
+    true class), summed over the classes' cut points: 0 only for all mass on the true class, and
+    mass k classes away costs more than mass 1 class away."""
+    cdf = torch.softmax(logits, dim=1).cumsum(1)[:, :-1]
+    cuts = torch.arange(logits.shape[1] - 1, device=labels.device)
+    truth = (cuts[None, :] >= labels[:, None]).to(cdf.dtype)
+    return ((cdf - truth) ** 2).sum(1)
+
+
+def mean_loss(task: str, logits: torch.Tensor, labels: torch.Tensor,
+              ordinal_loss: str = "cross_entropy") -> float:
     """The mean loss over documents (validation loss), unweighted."""
-    if task == MULTI:
-        return float(nn.functional.binary_cross_entropy_with_logits(logits, labels.float()))
-    return float(nn.functional.cross_entropy(logits, labels))
+    return float(loss(task, logits, labels, None, ordinal_loss).mean())
 
 
 def loss_weight(task: str, labels: torch.Tensor, weights: torch.Tensor | None) -> float:
@@ -81,11 +112,14 @@ def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
 
 
 def decide(task: str, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> np.ndarray:
-    """The predictions: class indices ``[N]``, or 0/1 rows ``[N, labels]`` (a label where its
-    probability reaches its threshold; 0.5 without thresholds)."""
+    """The predictions: class indices ``[N]`` (ordinal: each distribution's median), or 0/1 rows
+    ``[N, labels]`` (a label where its probability reaches its threshold; 0.5 without thresholds)."""
     if task == MULTI:
         cut = np.asarray(thresholds if thresholds is not None else [0.5] * probs.shape[1], dtype=np.float32)
         return (probs >= cut).astype(np.int8)
+    if task == ORDINAL:  # the first class where the cumulative probability reaches one half
+        cdf = np.cumsum(np.asarray(probs, dtype=np.float64), axis=1)
+        return np.minimum((cdf < 0.5 * cdf[:, -1:]).sum(1), probs.shape[1] - 1)
     return probs.argmax(1)
 
 
@@ -98,14 +132,34 @@ def jaccard(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 def decide_logits(task: str, logits: np.ndarray, thresholds: Sequence[float] | None = None) -> np.ndarray:
     """`decide` on raw scores: the largest logit is the most probable class, with no softmax."""
-    return decide(task, probabilities(task, logits), thresholds) if task == MULTI else logits.argmax(1)
+    return logits.argmax(1) if task == SINGLE else decide(task, probabilities(task, logits), thresholds)
+
+
+def qwk(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Quadratic weighted kappa over class indices (1 perfect, 0 chance)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(np.union1d(labels, predicted)) < 2:  # one class in all: kappa is undefined, agreement total
+        return 1.0
+    return float(cohen_kappa_score(labels, predicted, weights="quadratic"))
 
 
 def headline_score(task: str, labels: np.ndarray, logits: np.ndarray,
                    thresholds: Sequence[float] | None = None) -> float:
-    """The task's headline score of `logits` against `labels` (accuracy, Jaccard)."""
+    """The task's headline score of `logits` against `labels` (accuracy, Jaccard, QWK)."""
     predicted = decide_logits(task, logits, thresholds)
-    return jaccard(labels, predicted) if task == MULTI else float((predicted == labels).mean())
+    if task == MULTI:
+        return jaccard(labels, predicted)
+    return qwk(labels, predicted) if task == ORDINAL else float((predicted == labels).mean())
+
+
+def ordinal_values(names: Sequence[str]) -> np.ndarray:
+    """The classes' values, for distances between ratings: the names as numbers when every one is,
+    else the class steps 0, 1, 2, …"""
+    try:
+        return np.array([float(name) for name in names])
+    except ValueError:
+        return np.arange(len(names), dtype=np.float64)
 
 
 def choose_thresholds(labels: np.ndarray, probs: np.ndarray, mode: str) -> list[float]:
@@ -138,6 +192,19 @@ def scores(task: str, labels: np.ndarray, predicted: np.ndarray, names: Sequence
             "hamming_loss": float(hamming_loss(labels, predicted)),
         }
         p, r, f, support = precision_recall_fscore_support(labels, predicted, zero_division=0.0)
+    elif task == ORDINAL:
+        from scipy.stats import spearmanr
+
+        values = ordinal_values(names)
+        gold, guess = values[labels], values[predicted]
+        rho = spearmanr(gold, guess).statistic if np.std(gold) and np.std(guess) else 0.0
+        out = {"qwk": qwk(labels, predicted), "mae": float(np.abs(gold - guess).mean()),
+               "acc": float(accuracy_score(labels, predicted)),
+               "within_1": float((np.abs(labels - predicted) <= 1).mean()),  # one class away at most
+               "off_by_over_2": float((np.abs(gold - guess) > 2).mean()),  # in the labels' units
+               "spearman": float(rho),
+               "macro_f1": float(f1_score(labels, predicted, average="macro", labels=order, zero_division=0))}
+        p, r, f, support = precision_recall_fscore_support(labels, predicted, labels=order, zero_division=0)
     else:
         out = {"acc": float(accuracy_score(labels, predicted)),
                "macro_f1": float(f1_score(labels, predicted, average="macro", labels=order,

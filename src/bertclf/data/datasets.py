@@ -20,7 +20,7 @@ import pandas as pd
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import DataConfig
-from bertclf.data.labels import read_multi_label
+from bertclf.data.labels import ordinal_order, read_multi_label
 from bertclf.data.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
 from bertclf.data.resolve import Artifact, Source, locate, sha256_of
 from bertclf.errors import ConfigError, DataError
@@ -105,19 +105,22 @@ def _load_imdb(raw: Path, files: dict[str, Path], data: DataConfig) -> RawDatase
             if not match or not member.isfile():
                 continue
             split, polarity, ident, rating = match.groups()
+            label = int(rating) if data.task == "ordinal" else polarity
             f = tar.extractfile(member)
             assert f is not None
             try:
                 text = f.read().decode("utf-8")
             except UnicodeDecodeError:
                 raise DataError(f"member {member.name} is not valid UTF-8", archive) from None
-            rows[split].append((f"{split}/{polarity}/{ident}_{rating}", text, polarity,
+            rows[split].append((f"{split}/{polarity}/{ident}_{rating}", text, label,
                                 f"{archive.name}, member {member.name}"))
     for split, found in rows.items():
         if not found:
             raise DataError(f"no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive", archive)
     frames = {s: pd.DataFrame(sorted(r), columns=COLUMNS) for s, r in rows.items()}
-    return RawDataset("imdb", frames["train"], frames["test"], labels=["neg", "pos"],
+    # ordinal: the rating in each file's name (1-4 negative, 7-10 positive; no 5 or 6 is released)
+    labels = [1, 2, 3, 4, 7, 8, 9, 10] if data.task == "ordinal" else ["neg", "pos"]
+    return RawDataset("imdb", frames["train"], frames["test"], labels=labels,
                       train_file=archive.name, test_file=archive.name)
 
 
@@ -338,4 +341,8 @@ def load_raw(raw: Path, data: DataConfig) -> RawDataset:
             f"{raw} holds {manifest['dataset']!r} but data.name is {data.name!r}: run `dvc repro`"
         )
     files = {role: raw / info["file"] for role, info in manifest["files"].items()}
-    return recipe(data).load(raw, files, data)
+    loaded = recipe(data).load(raw, files, data)
+    if data.task == "ordinal":
+        loaded.labels = ordinal_order(loaded, data.label_order)
+        loaded.task = "ordinal"
+    return loaded

@@ -5,6 +5,8 @@
   column per label (``data.label_columns``), as one column of text joined by
   ``data.label_separator`` (``"earn,acq"``), or as a JSON list in jsonl / parquet. Each becomes a
   tuple of label names in ``label``; `split` turns those into 0/1 rows.
+- ``ordinal``: one value per document, as for single-label, from an ordered set: numbers in
+  numeric order, or names in the order ``data.label_order`` gives (`ordinal_order`).
 """
 
 from __future__ import annotations
@@ -96,3 +98,31 @@ def label_matrix(labels: Sequence[Sequence[str]], names: Sequence[str]) -> np.nd
     for row, doc in enumerate(labels):
         out[row, [index[n] for n in doc]] = 1
     return out
+
+
+def ordinal_order(raw: Any, label_order: Sequence[str] | None) -> list[str]:
+    """The classes of an ordinal dataset, lowest first: `label_order`, else the dataset's own
+    order when it has one, else its values sorted as numbers. Refuses values that are not numbers
+    when no order is given, and (with an order) values outside it, naming the row."""
+    frames = [("train", raw.train)] + ([("test", raw.test)] if raw.test is not None else [])
+    seen: dict[str, str] = {}  # value -> where it first occurs
+    for _, frame in frames:
+        for value, where in zip(frame["label"], frame["where"], strict=True):
+            seen.setdefault(str(value).strip(), where)
+    if label_order:
+        order = [str(v).strip() for v in label_order]
+        outside = [v for v in seen if v not in order]
+        if outside:
+            raise DataError(f"{seen[outside[0]]}: label {outside[0]!r} is not in data.label_order "
+                            f"({', '.join(order)}); add it there in its place")
+        return order
+    if raw.labels:
+        return [str(v) for v in raw.labels]
+    numbers = {}
+    for value, where in seen.items():
+        try:
+            numbers[value] = float(value)
+        except ValueError:
+            raise DataError(f"{where}: label {value!r} is not a number, so data.task: ordinal cannot tell "
+                            "its place: list the labels from lowest to highest in data.label_order") from None
+    return sorted(numbers, key=numbers.__getitem__)

@@ -160,7 +160,26 @@ def guess_columns(frame: pd.DataFrame, text: Sequence[str] | None = None, label:
         label = str((named or sorted(few, key=lambda c: stats[c][0]))[0])
     if not text:
         text = _guess_text(frame, {label}, path)
-    return Guess(tuple(text), label, columns)
+    return Guess(tuple(text), label, columns, task=_single_or_ordinal(frame[label], label))
+
+
+RATING_NAMES = ("rating", "ratings", "stars", "star", "score", "grade", "overall")
+
+
+def _single_or_ordinal(values: pd.Series, column: str) -> str:
+    """``ordinal`` for a column named like a rating whose values are three or more numbers; codes
+    such as AG News's 1-4 stay classes unless the column says they are ratings."""
+    distinct = set(values.dropna().astype(str).str.strip())
+    numeric = len(distinct) >= 3 and all(_is_number(v) for v in distinct)
+    return "ordinal" if numeric and column.strip().lower() in RATING_NAMES else "single_label"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def init_file(path: Path, text: Sequence[str] | None = None, label: str | None = None,
@@ -183,8 +202,7 @@ def init_file(path: Path, text: Sequence[str] | None = None, label: str | None =
         guess.read(test)
     shown = " + ".join(guess.text_columns)
     echo(f"{path}: {len(train):,} rows{' without a header row' if guess.columns else ''}; text: {shown}; "
-         + (_describe_multi(guess, train, len(counts)) if multi else
-            f"label: {guess.label_column} ({len(counts)} classes)"))
+         + (_describe_multi(guess, train, len(counts)) if multi else _describe_single(guess, counts)))
     width = max(len(str(c)) for c in counts.index[:30])
     for name, n in counts.head(30).items():
         echo(f"  {name!s:{width}}  {n:>8,}  {100 * n / len(train):5.1f} %")
@@ -195,6 +213,17 @@ def init_file(path: Path, text: Sequence[str] | None = None, label: str | None =
     _set_params(params, data)
     echo(f"set data.* in {params}; now run: dvc repro (or dvc exp run to keep this as an experiment)")
     return guess
+
+
+def _describe_single(guess: Guess, counts: pd.Series) -> str:
+    """What `init` guessed of a one-label file: classes, or (a rating column) ordered ratings."""
+    if guess.task == "ordinal":
+        order = sorted(counts.index, key=float)
+        return (f"label: {guess.label_column}, ordinal ratings {order[0]} to {order[-1]} ({len(counts)} "
+                "values, in numeric order). Not ratings? set data.task: single_label in params.yaml")
+    numbers = len(counts) >= 3 and all(_is_number(str(v)) for v in counts.index)
+    return (f"label: {guess.label_column} ({len(counts)} classes)" + (
+        "; if these numbers are ratings, set data.task: ordinal in params.yaml" if numbers else ""))
 
 
 def _describe_multi(guess: Guess, train: pd.DataFrame, labels: int) -> str:
@@ -242,7 +271,7 @@ def _set_params(params: Path, data: DataConfig) -> None:
               "text_column": list(text) if isinstance(text, tuple) else text,
               "label_column": data.label_column, "columns": list(data.columns) if data.columns else None,
               "task": data.task, "label_columns": list(data.label_columns) if data.label_columns else None,
-              "label_separator": data.label_separator}
+              "label_separator": data.label_separator, "label_order": None}
     load_config(params).replace({f"data.{k}": v for k, v in values.items()})  # refuses what would not load
     yaml = YAML()  # round trip: comments and order stay
     doc = yaml.load(params.read_text(encoding="utf-8"))

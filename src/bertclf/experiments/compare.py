@@ -124,8 +124,9 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
     write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "seeds", "val_acc", "val_std",
                                                "test_acc", "test_std", "lambda", "test_subsampled",
                                                "max_train"])
-    # the headline score of the dataset's task: accuracy, or (multi-label) Jaccard
-    name, short = ("Jaccard", "Jaccard") if rows[0].get("metric") == "jaccard" else ("accuracy", "acc")
+    # the headline score of the dataset's task: accuracy, Jaccard (multi-label) or QWK (ordinal)
+    name, short = {"jaccard": ("Jaccard", "Jaccard"), "qwk": ("quadratic weighted kappa", "QWK")}.get(
+        rows[0].get("metric", "acc"), ("accuracy", "acc"))
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
     accs = [r["test_acc"] * 100 for r in rows]
     colors = {"tfidf": "tab:gray"}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertclf import tasks
 from bertclf.config import load_config, lookup, read_yaml, to_dict, to_yaml
 from bertclf.errors import BertclfError, ConfigError
 
@@ -277,7 +278,7 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
         if variant is None or exp["state"] != "success":
             continue
         # the task's headline score: accuracy, or (multi-label) Jaccard; "acc" in the row's names
-        metric = "jaccard" if _value(exp["params"], "data.task") == "multi_label" else "acc"
+        metric = tasks.HEADLINE.get(_value(exp["params"], "data.task") or tasks.SINGLE, "acc")
         rows.append({
             "name": exp["name"], "rev": exp["rev"], "factor": variant.factor, "value": variant.value,
             "dataset": _value(exp["params"], "data.name"),

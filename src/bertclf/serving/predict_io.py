@@ -143,7 +143,9 @@ def format_prediction(text: str, probs: np.ndarray, answers: Answers, top_k: int
         order = np.argsort(-probs)[:max(top_k, len(chosen), 1)]
         return "\n".join([f"{','.join(chosen) or '-'}\t{shown}",
                           *(f"\t{labels[i]}\t{probs[i]:.3f}" for i in order)])
-    head = f"{labels[order[0]]}\t{probs[order[0]]:.3f}\t{shown}"
+    answer = labels.index(answers.of(probs)["label"])  # ordinal: the median, not always the most probable
+    order = [answer, *(i for i in order if i != answer)][:max(top_k, 1)]
+    head = f"{labels[answer]}\t{probs[answer]:.3f}\t{shown}"
     rest = [f"\t{labels[i]}\t{probs[i]:.3f}" for i in order[1:]]
     return "\n".join([head, *rest])
 

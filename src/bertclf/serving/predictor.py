@@ -40,7 +40,7 @@ PREDICT_BATCH_TOKENS = 2048
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str  # the most probable class (or label)
+    label: str  # the answer (ordinal: the distribution's median); multi-label: the most probable label
     probability: float
     probabilities: dict[str, float]  # every class, in the model's label order
     labels: tuple[str, ...] = ()  # what the model answers: (label,), or a multi-label model's labels
@@ -48,11 +48,12 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Answers:
-    """How a model's probabilities become its answer: the most probable class, or (multi-label,
-    with `thresholds`) every label whose probability reaches its threshold."""
+    """How a model's probabilities become its answer: the most probable class, the median class
+    (ordinal), or (multi-label, with `thresholds`) every label whose probability reaches its threshold."""
 
     labels: list[str]
     thresholds: tuple[float, ...] | None = None
+    task: str = tasks.SINGLE
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -66,7 +67,7 @@ class Answers:
         if self.thresholds is not None:
             chosen = [name for name, p, t in zip(self.labels, row, self.thresholds, strict=True) if p >= t]
             return {"labels": chosen, "probabilities": every}
-        best = int(row.argmax())
+        best = int(tasks.decide(self.task, row[None, :])[0])
         return {"label": self.labels[best], "probability": round(float(row[best]), 6), "probabilities": every}
 
 
@@ -128,7 +129,7 @@ class TextClassifier:
         self.md = md = ModelDir.read(model_dir)
         self.model_dir, self.family, self.arch = md.path, md.family, md.arch
         self.labels, self.text_columns = list(md.labels), list(md.text_columns)
-        self.answers = Answers(self.labels, md.thresholds if md.task == tasks.MULTI else None)
+        self.answers = Answers(self.labels, md.thresholds if md.task == tasks.MULTI else None, md.task)
         self.tokenize_cfg = md.tokenize
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -214,7 +215,7 @@ class TextClassifier:
         decided = tasks.decide(self.md.task, probs, self.md.thresholds)
         out = []
         for row, choice in zip(probs, decided, strict=True):
-            best = int(row.argmax())
+            best = int(row.argmax()) if choice.ndim else int(choice)
             chosen = (tuple(self.labels[j] for j in np.flatnonzero(choice)) if choice.ndim
                       else (self.labels[best],))
             out.append(Prediction(self.labels[best], float(row[best]),

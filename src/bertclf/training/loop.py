@@ -59,7 +59,7 @@ class TrainState:
 
     epoch: int = 0
     step: int = 0
-    best_score: float = -1.0  # the task's headline score on validation (accuracy, Jaccard)
+    best_score: float = -2.0  # the headline score on validation (accuracy, Jaccard, QWK: all above -2)
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped_early: bool = False
@@ -90,7 +90,7 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
             denominator = tasks.loss_weight(run.task, batch_labels, run.weights)
             with autocast(run.device, run.bf16):
                 logits = run.forward(batch).float()
-            per_doc = tasks.loss(run.task, logits, labels, run.weights)
+            per_doc = tasks.loss(run.task, logits, labels, run.weights, cfg.ordinal_loss)
             loss = per_doc.sum() * scale / denominator
             batch_loss = float(ddp.all_sum(per_doc.detach().sum() * (scale > 0)).item()) / denominator
             if not math.isfinite(batch_loss):
@@ -147,6 +147,7 @@ class Run:
     scheduler: Any
     weights: torch.Tensor | None
     task: str
+    ordinal_loss: str
     device: torch.device
     bf16: bool
     ddp: Dist
@@ -179,7 +180,8 @@ class Run:
     def validate(self) -> tuple[float, float]:
         """Validation loss and the task's headline score."""
         logits = self.val_logits()
-        loss = tasks.mean_loss(self.task, torch.from_numpy(logits), torch.from_numpy(self.val_set.labels))
+        loss = tasks.mean_loss(self.task, torch.from_numpy(logits), torch.from_numpy(self.val_set.labels),
+                               self.ordinal_loss)
         return loss, tasks.headline_score(self.task, self.val_set.labels, logits)
 
 
@@ -237,7 +239,7 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
                val_set=val_set, make=lambda store, idx: arch.batch(store, idx, knobs, dims),
                optimizer=optimizer,
                scheduler=scheduler, weights=None if weights is None else weights.to(device), task=task,
-               device=device,
+               ordinal_loss=cfg.ordinal_loss, device=device,
                bf16=bf16, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed, batch_size=cfg.batch_size,
                eval_batch_size=runtime.eval_batch_size, resumed_from=state.epoch, key_seconds=key_seconds,
                meta=meta)
