@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 
@@ -26,7 +26,7 @@ def tfidf_baseline(splits_dir: Path, cfg: TfidfConfig, probabilities: Path | Non
     """Word n-gram TF-IDF and logistic regression fit on the train split (multi-label: one per
     label, one-vs-rest, and a threshold chosen on validation); the task's headline score on val
     and test (accuracy; multi-label: Jaccard, and macro-F1; ordinal: QWK, MAE and accuracy of the
-    median of the classes' probabilities).
+    median of the classes' probabilities; regression, with ridge regression: RMSE, MAE and R²).
 
     With `probabilities`, also write ``<split>.parquet`` there (id and the class probabilities
     in label-index order) for the `combine` stage."""
@@ -34,18 +34,21 @@ def tfidf_baseline(splits_dir: Path, cfg: TfidfConfig, probabilities: Path | Non
     meta = json.loads((splits_dir / "labels.json").read_text())
     task, num_labels = tasks.task_of(meta), len(meta["labels"])
     classifier = LogisticRegression(C=cfg.C, max_iter=2000, random_state=seed)
+    regression = task == tasks.REGRESSION
     pipe = make_pipeline(
         TfidfVectorizer(ngram_range=(1, cfg.ngram_max), min_df=cfg.min_df, sublinear_tf=True,
                         max_features=cfg.max_features),
-        OneVsRestClassifier(classifier) if task == tasks.MULTI else classifier,
+        # regression: ridge, its penalty the inverse of tfidf.C as logistic regression's is
+        Ridge(alpha=1 / cfg.C) if regression else OneVsRestClassifier(classifier) if task == tasks.MULTI
+        else classifier,
     )
     multi = task == tasks.MULTI
     pipe.fit(train["text"], np.stack(train["label"]) if multi else train["label"])
     frames, probs, truth = {}, {}, {}
     for split in ("val", "test"):
         df = pd.read_parquet(splits_dir / f"{split}.parquet")
-        fitted = pipe.predict_proba(df["text"])
-        if multi:
+        fitted = pipe.predict(df["text"])[:, None] if regression else pipe.predict_proba(df["text"])
+        if multi or regression:
             proba = fitted.astype(np.float32)
         else:
             proba = np.zeros((len(df), num_labels), dtype=np.float32)
@@ -62,8 +65,8 @@ def tfidf_baseline(splits_dir: Path, cfg: TfidfConfig, probabilities: Path | Non
 def _scores(task: str, probs: dict[str, np.ndarray], truth: dict[str, np.ndarray],
             names: list[str]) -> dict[str, float]:
     """Accuracy on val and test; multi-label: Jaccard and macro-F1 at the threshold that is best on
-    validation; ordinal: QWK, MAE and accuracy of the median class."""
-    if task == tasks.ORDINAL:
+    validation; ordinal: QWK, MAE and accuracy of the median class; regression: RMSE, MAE, R²."""
+    if task in (tasks.ORDINAL, tasks.REGRESSION):
         out = {}
         for split, p in probs.items():
             scored = tasks.scores(task, truth[split], tasks.decide(task, p), names)

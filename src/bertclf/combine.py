@@ -7,7 +7,8 @@ The validation accuracy picks λ; among equally accurate λ the lower validation
 so the choice does not hinge on one document. Test labels are read only to score the choice.
 Multi-label models mix per-label probabilities; at each λ the threshold that is best on
 validation decides, and validation Jaccard picks λ. Ordinal models mix class probabilities, the
-median class decides, and validation QWK picks λ.
+median class decides, and validation QWK picks λ. Regression mixes the two models' values, and
+the lowest validation RMSE picks λ.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def load_split(predictions: Path, tfidf: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_split(predictions: Path, tfidf: Path, split: str,
+               task: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels, the model's probabilities and TF-IDF's of one split, aligned on document id
-    (multi-label: 0/1 label rows, and a sigmoid per label)."""
+    (multi-label: 0/1 label rows, and a sigmoid per label; regression: the values)."""
     model = pd.read_parquet(predictions / f"{split}.parquet", columns=["id", "label", "logits"])
     lexical = pd.read_parquet(tfidf / f"{split}.parquet", columns=["id", "probabilities"])
     joined = model.merge(lexical, on="id", how="left", validate="one_to_one")
@@ -49,7 +51,8 @@ def load_split(predictions: Path, tfidf: Path, split: str) -> tuple[np.ndarray, 
     labels = joined["label"].to_numpy()
     multi = len(labels) > 0 and isinstance(labels[0], np.ndarray)
     logits = np.stack(joined["logits"].to_numpy()).astype(np.float64)
-    p_model = 1 / (1 + np.exp(-logits)) if multi else softmax(logits)
+    p_model = (logits[:, :1] if task == tasks.REGRESSION else 1 / (1 + np.exp(-logits)) if multi
+               else softmax(logits))
     p_tfidf = np.stack(joined["probabilities"].to_numpy()).astype(np.float64)
     if p_model.shape != p_tfidf.shape:
         raise BertclfError(f"{tfidf}: {p_tfidf.shape[1]} classes against the model's {p_model.shape[1]}; "
@@ -74,6 +77,8 @@ def _score(labels: np.ndarray, p: np.ndarray, cut: float | None = None,
     """The headline score of probabilities `p` and their log-loss (multi-label: at threshold `cut`,
     the best one on these documents when None)."""
     task = _task(labels, task)
+    if task == tasks.REGRESSION:
+        return {"rmse": tasks.headline_score(task, labels, p)}
     if task != tasks.MULTI:
         rows = np.arange(len(labels))
         key = tasks.HEADLINE[task]
@@ -93,7 +98,8 @@ def pick_lambda(labels: np.ndarray, p_model: np.ndarray, p_tfidf: np.ndarray,
     key = tasks.HEADLINE[_task(labels, task)]
     curve = [{"lambda": float(lam), **_score(labels, (1 - lam) * p_model + lam * p_tfidf, task=task)}
              for lam in GRID]
-    best = max(curve, key=lambda r: (r[key], -r["log_loss"]))
+    sign = -1 if key in tasks.LOWER_IS_BETTER else 1
+    best = max(curve, key=lambda r: (sign * r[key], -r.get("log_loss", 0.0)))
     return best["lambda"], curve
 
 
@@ -101,15 +107,15 @@ def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[s
     """λ from validation, then the headline score and macro-F1 of the interpolation, the model
     alone and TF-IDF alone on validation and test; and the validation score and log-loss at every
     λ. Multi-label: each at the threshold that is best on validation."""
-    data = {split: load_split(predictions, tfidf, split) for split in SPLITS}
     task, names = predictions_meta(predictions)
+    data = {split: load_split(predictions, tfidf, split, task) for split in SPLITS}
     lam, curve = pick_lambda(*data["val"], task=task)
     result: dict[str, Any] = {"lambda": lam}
     if task == tasks.MULTI:
         return _combine_multi(data, lam, result), [{k: round(v, 5) for k, v in r.items()} for r in curve]
-    if task == tasks.ORDINAL:
-        return _combine_ordinal(data, lam, names, result), [{k: round(v, 5) for k, v in r.items()}
-                                                            for r in curve]
+    if task in (tasks.ORDINAL, tasks.REGRESSION):
+        return _combine_scored(task, data, lam, names, result), [{k: round(v, 5) for k, v in r.items()}
+                                                                 for r in curve]
     for split, (labels, p_model, p_tfidf) in data.items():
         mixed = ((1 - lam) * p_model + lam * p_tfidf).argmax(1)
         result[split] = {
@@ -121,16 +127,16 @@ def combine(predictions: Path, tfidf: Path) -> tuple[dict[str, Any], list[dict[s
     return result, [{k: round(v, 5) for k, v in r.items()} for r in curve]
 
 
-def _combine_ordinal(data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], lam: float,
-                     names: list[str], result: dict[str, Any]) -> dict[str, Any]:
-    """QWK, MAE and accuracy of the mix at λ, QWK and MAE of each part alone: each the median class."""
+def _combine_scored(task: str, data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], lam: float,
+                    names: list[str], result: dict[str, Any]) -> dict[str, Any]:
+    """The task's scores of the mix at λ (ordinal: QWK, MAE, accuracy of the median class;
+    regression: RMSE, MAE, R² of the mixed values), and its headline and MAE for each part alone."""
     for split, (labels, p_model, p_tfidf) in data.items():
         parts = {"": (1 - lam) * p_model + lam * p_tfidf, "model_": p_model, "tfidf_": p_tfidf}
-        scored = {name: tasks.scores(tasks.ORDINAL, labels, tasks.decide(tasks.ORDINAL, p), names)
-                  for name, p in parts.items()}
-        result[split] = {k: scored[""][k] for k in tasks.METRICS[tasks.ORDINAL]}
+        scored = {name: tasks.scores(task, labels, tasks.decide(task, p), names) for name, p in parts.items()}
+        result[split] = {k: scored[""][k] for k in tasks.METRICS[task]}
         result[split].update({f"{name}{k}": scored[name][k]
-                              for name in ("model_", "tfidf_") for k in ("qwk", "mae")})
+                              for name in ("model_", "tfidf_") for k in (tasks.HEADLINE[task], "mae")})
     return result
 
 

@@ -32,7 +32,7 @@ from bertclf.errors import ConfigError
 PARAMS_FILE = "params.yaml"
 
 Norm = Literal["none", "layer", "batch"]
-Task = Literal["single_label", "multi_label", "ordinal"]  # the kinds of label (bertclf.tasks)
+Task = Literal["single_label", "multi_label", "ordinal", "regression"]  # the kinds of label (bertclf.tasks)
 LrDecay = Literal["none", "step", "exponential", "cosine", "linear"]
 
 
@@ -54,8 +54,9 @@ class DataConfig:
     label_column: str | None = None  # null means "label"
     # file: names for the columns of a csv/tsv without a header row (null: the first row names them)
     columns: tuple[str, ...] | None = None
-    # the kind of label: one class per document, any number of them (multi_label), or one of an
-    # ordered set (ordinal: stars, ratings; numbers sort as numbers, other names need label_order)
+    # the kind of label: one class per document, any number of them (multi_label), one of an
+    # ordered set (ordinal: stars, ratings; numbers sort as numbers, other names need label_order),
+    # or a number (regression)
     task: Task = "single_label"
     # multi_label: one 0/1 column per label (["*"]: every column but the text), instead of
     # label_column holding the labels (a list in jsonl / parquet, or text split by label_separator)

@@ -25,7 +25,7 @@ from bertclf.data.stores import Inputs
 from bertclf.inference import predict_logits, resolve_device
 from bertclf.live import StageLive
 from bertclf.model_dir import ModelDir
-from bertclf.plotting import plot_confusion, plot_precision_recall
+from bertclf.plotting import plot_confusion, plot_precision_recall, plot_predicted_vs_true
 
 
 def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predictions: Path,
@@ -80,11 +80,15 @@ def prediction_table(store: Any, logits: np.ndarray, pred: np.ndarray, labels: l
     lists of names and 0/1 rows), the logits; the task and the label names as the table's metadata
     (what `combine` reads them from)."""
     def names(rows: np.ndarray) -> list[Any]:
+        if task == tasks.REGRESSION:  # the values themselves
+            return rows.astype(np.float64).tolist()
         if rows.ndim == 2:
             return [[labels[j] for j in np.flatnonzero(row)] for row in rows]
         return [labels[i] for i in rows]
 
     def values(rows: np.ndarray) -> pa.Array:
+        if task == tasks.REGRESSION:
+            return pa.array(rows.astype(np.float64))
         if rows.ndim == 2:
             return pa.array([row.astype(np.int8).tolist() for row in rows], pa.list_(pa.int8()))
         return pa.array(rows.astype(np.int64))
@@ -105,13 +109,17 @@ PREDICTIONS_META = "bertclf"  # the key of a predictions table's metadata: its t
 
 def plot_test(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str], md: ModelDir,
               scores: dict[str, Any], live: StageLive, plots: Path) -> dict[str, Any]:
-    """Per-class (or per-label) F1 as dvclive data; the confusion matrix (single-label), or a
-    precision-recall curve per label (multi-label), as dvclive data and a PNG."""
+    """Per-class (or per-label) F1 as dvclive data; the confusion matrix (single-label, ordinal),
+    a precision-recall curve per label (multi-label), or predicted against true values
+    (regression), as dvclive data and a PNG."""
+    headline = tasks.HEADLINE[md.task]
+    title = f"{md.arch} on test ({headline} {scores[headline]:.3f})"
+    if md.task == tasks.REGRESSION:
+        plot_predicted_vs_true(store.labels, pred, plots / "predicted_vs_true_test.png", title)
+        return {"test_rows": len(store)}
     per_class = scores["per_class"]
     live.log_plot("per_class_f1", [{"class": name, "f1": s["f1"], "support": s["support"]}
                                    for name, s in per_class.items()], x="f1", y="class")
-    headline = tasks.HEADLINE[md.task]
-    title = f"{md.arch} on test ({headline} {scores[headline]:.3f})"
     if md.task == tasks.MULTI:
         plot_precision_recall(store.labels, tasks.probabilities(md.task, logits), labels,
                               plots / "precision_recall_test.png", title)

@@ -31,7 +31,7 @@ from bertclf.encoder import copy_tokenizer_files
 from bertclf.errors import BertclfError, ConfigError
 from bertclf.models import ARCHS, WEIGHTS, Arch, Dims, get
 from bertclf.models.base import Knobs
-from bertclf.tasks import MULTI, TASKS, task_of
+from bertclf.tasks import MULTI, REGRESSION, TASKS, task_of
 
 FORMAT_VERSION = 2
 CONFIG = "bertclf.json"  # beside a fine-tuned model, config.json is the Hugging Face config
@@ -313,7 +313,8 @@ def save_model_dir(md: ModelDir, model: nn.Module, encoder_dir: Path, card: str)
 def name_labels(model_dir: Path, labels: list[str], task: str = "single_label") -> None:
     """Write id2label / label2id into a Hugging Face ``config.json`` in `model_dir`, so that
     ``pipeline("text-classification", model=dir)`` answers with the label names, not LABEL_0, and
-    the task's ``problem_type``, so that it applies a sigmoid per label to a multi-label model."""
+    the task's ``problem_type``, so that it applies a sigmoid per label to a multi-label model
+    (a regression model's output is the value: call the pipeline with ``function_to_apply="none"``)."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
@@ -321,6 +322,8 @@ def name_labels(model_dir: Path, labels: list[str], task: str = "single_label") 
     config.label2id = {str(label): i for i, label in enumerate(labels)}
     if task == MULTI:
         config.problem_type = "multi_label_classification"
+    elif task == REGRESSION:
+        config.problem_type = "regression"
     config.save_pretrained(model_dir)
 
 

@@ -123,3 +123,16 @@ def plot_precision_recall(labels: np.ndarray, probs: np.ndarray, names: Sequence
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     save_figure(fig, path)
+
+
+def plot_predicted_vs_true(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> None:
+    """A regression model's predicted values against the true ones, with the diagonal."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(actual, predicted, s=4, alpha=0.4)
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="gray", linewidth=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title(title)
+    save_figure(fig, path)

@@ -17,6 +17,10 @@
   where the most probable class minimizes only the error rate); the headline score is quadratic
   weighted kappa; MAE, accuracy within one class and Spearman's rho are measured in the labels' own
   units when they are numbers (IMDB's 1-4 and 7-10), else in class steps.
+- ``regression``: one number per document; one output trained with mean squared error against the
+  target standardized by the training split's mean and standard deviation (so a target in the
+  thousands trains as one near 0 does); the model saved folds them back into its output layer,
+  so what it outputs is the value itself; the headline score is RMSE, lower is better.
 
 Everything that trains, scores or decides asks this module; none of them names a task.
 """
@@ -30,20 +34,37 @@ import numpy as np
 import torch
 from torch import nn
 
-SINGLE, MULTI, ORDINAL = "single_label", "multi_label", "ordinal"
-TASKS = (SINGLE, MULTI, ORDINAL)
-# what early stopping, the best epoch, study and compare select by (higher is better for each)
-HEADLINE = {SINGLE: "acc", MULTI: "jaccard", ORDINAL: "qwk"}
-NAMES = {"acc": "accuracy", "jaccard": "Jaccard accuracy", "qwk": "quadratic weighted kappa"}  # in words
+SINGLE, MULTI, ORDINAL, REGRESSION = "single_label", "multi_label", "ordinal", "regression"
+TASKS = (SINGLE, MULTI, ORDINAL, REGRESSION)
+# what early stopping, the best epoch, study and compare select by
+HEADLINE = {SINGLE: "acc", MULTI: "jaccard", ORDINAL: "qwk", REGRESSION: "rmse"}
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+NAMES = {"acc": "accuracy", "jaccard": "Jaccard accuracy", "qwk": "quadratic weighted kappa",
+         "rmse": "RMSE"}  # in words
 METRICS = {SINGLE: ("acc", "macro_f1"), MULTI: ("jaccard", "micro_f1", "macro_f1"),
-           ORDINAL: ("qwk", "mae", "acc")}  # metrics/eval.json
+           ORDINAL: ("qwk", "mae", "acc"), REGRESSION: ("rmse", "mae", "r2")}  # metrics/eval.json
+Scale = tuple[float, float]  # regression: the training targets' mean and standard deviation
+
+
+def better(metric: str, score: float, than: float | None) -> bool:
+    """Whether `score` beats `than` (None: nothing yet) on `metric` (RMSE: lower is better)."""
+    if than is None:
+        return True
+    return score < than if metric in LOWER_IS_BETTER else score > than
+
+
+def target_scale(meta: Mapping[str, Any]) -> Scale | None:
+    """Regression: the (mean, standard deviation) of the training targets `split` recorded."""
+    target = meta.get("target")
+    return None if not target else (float(target["mean"]), float(target["std"]))
 
 
 def headline_in(scores: Mapping[str, Any], prefix: str = "") -> str:
     """Which task's headline score a dict of scores holds (``val_acc``, ``val_jaccard``, …: the key
     without `prefix`), for code that reads a stage's scores without the task at hand."""
     # accuracy last: an ordinal task's scores hold accuracy too
-    return next((HEADLINE[t] for t in (MULTI, ORDINAL, SINGLE) if f"{prefix}{HEADLINE[t]}" in scores),
+    order = (MULTI, ORDINAL, REGRESSION, SINGLE)
+    return next((HEADLINE[t] for t in order if f"{prefix}{HEADLINE[t]}" in scores),
                 HEADLINE[SINGLE])
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # thresholds tried on validation
 
@@ -54,10 +75,15 @@ def task_of(meta: Mapping[str, Any]) -> str:
 
 
 def loss(task: str, logits: torch.Tensor, labels: torch.Tensor,
-         weights: torch.Tensor | None = None, ordinal_loss: str = "cross_entropy") -> torch.Tensor:
+         weights: torch.Tensor | None = None, ordinal_loss: str = "cross_entropy",
+         scale: Scale | None = None) -> torch.Tensor:
     """Per-document loss ``[B]``: cross-entropy (with class weights), the mean over labels of
-    binary cross-entropy (with positive weights), or (ordinal, ``emd``) the squared earth mover's
-    distance (with the true class's weight)."""
+    binary cross-entropy (with positive weights), (ordinal, ``emd``) the squared earth mover's
+    distance (with the true class's weight), or (regression) the squared error of the output
+    against the target standardized by `scale`."""
+    if task == REGRESSION:
+        mean, std = scale or (0.0, 1.0)
+        return (logits[:, 0] - (labels.to(logits.dtype) - mean) / std) ** 2
     if task == MULTI:
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights,
                                                               reduction="none").mean(1)
@@ -77,22 +103,22 @@ def emd_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def mean_loss(task: str, logits: torch.Tensor, labels: torch.Tensor,
-              ordinal_loss: str = "cross_entropy") -> float:
+              ordinal_loss: str = "cross_entropy", scale: Scale | None = None) -> float:
     """The mean loss over documents (validation loss), unweighted."""
-    return float(loss(task, logits, labels, None, ordinal_loss).mean())
+    return float(loss(task, logits, labels, None, ordinal_loss, scale).mean())
 
 
 def loss_weight(task: str, labels: torch.Tensor, weights: torch.Tensor | None) -> float:
-    """What a batch's summed per-document loss is divided by: its size, or (single-label, class
-    weights) its summed class weights, as cross-entropy's weighted mean does."""
-    if task == SINGLE and weights is not None:
+    """What a batch's summed per-document loss is divided by: its size, or (single-label and
+    ordinal, class weights) its summed class weights, as cross-entropy's weighted mean does."""
+    if task in (SINGLE, ORDINAL) and weights is not None:
         return float(weights[labels].sum())
     return float(len(labels))
 
 
 def class_weights(task: str, labels: np.ndarray, num_labels: int, mode: str) -> torch.Tensor | None:
     """``balanced``: per class the inverse of its frequency, or per label negatives / positives."""
-    if mode != "balanced":
+    if mode != "balanced" or task == REGRESSION:  # a value has no class to weigh
         return None
     if task == MULTI:
         positives = labels.sum(0).astype(np.float64)
@@ -105,8 +131,12 @@ def class_weights(task: str, labels: np.ndarray, num_labels: int, mode: str) -> 
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
-    """Softmax over classes, or a sigmoid per label."""
+def probabilities(task: str, logits: np.ndarray, scale: Scale | None = None) -> np.ndarray:
+    """Softmax over classes, a sigmoid per label, or (regression) the values ``[N, 1]``: the output
+    unstandardized by `scale` (a saved model's output is the value already)."""
+    if task == REGRESSION:
+        mean, std = scale or (0.0, 1.0)
+        return np.asarray(logits, dtype=np.float64)[:, :1] * std + mean
     scores = torch.from_numpy(np.asarray(logits, dtype=np.float32))
     return (torch.sigmoid(scores) if task == MULTI else torch.softmax(scores, dim=1)).numpy()
 
@@ -117,6 +147,8 @@ def decide(task: str, probs: np.ndarray, thresholds: Sequence[float] | None = No
     if task == MULTI:
         cut = np.asarray(thresholds if thresholds is not None else [0.5] * probs.shape[1], dtype=np.float32)
         return (probs >= cut).astype(np.int8)
+    if task == REGRESSION:  # the value
+        return np.asarray(probs)[:, 0]
     if task == ORDINAL:  # the first class where the cumulative probability reaches one half
         cdf = np.cumsum(np.asarray(probs, dtype=np.float64), axis=1)
         return np.minimum((cdf < 0.5 * cdf[:, -1:]).sum(1), probs.shape[1] - 1)
@@ -130,9 +162,12 @@ def jaccard(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(jaccard_score(labels, predicted, average="samples", zero_division=1.0))
 
 
-def decide_logits(task: str, logits: np.ndarray, thresholds: Sequence[float] | None = None) -> np.ndarray:
+def decide_logits(task: str, logits: np.ndarray, thresholds: Sequence[float] | None = None,
+                  scale: Scale | None = None) -> np.ndarray:
     """`decide` on raw scores: the largest logit is the most probable class, with no softmax."""
-    return logits.argmax(1) if task == SINGLE else decide(task, probabilities(task, logits), thresholds)
+    if task == SINGLE:
+        return logits.argmax(1)
+    return decide(task, probabilities(task, logits, scale), thresholds)
 
 
 def qwk(labels: np.ndarray, predicted: np.ndarray) -> float:
@@ -145,9 +180,11 @@ def qwk(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def headline_score(task: str, labels: np.ndarray, logits: np.ndarray,
-                   thresholds: Sequence[float] | None = None) -> float:
-    """The task's headline score of `logits` against `labels` (accuracy, Jaccard, QWK)."""
-    predicted = decide_logits(task, logits, thresholds)
+                   thresholds: Sequence[float] | None = None, scale: Scale | None = None) -> float:
+    """The task's headline score of `logits` against `labels` (accuracy, Jaccard, QWK, RMSE)."""
+    predicted = decide_logits(task, logits, thresholds, scale)
+    if task == REGRESSION:
+        return float(np.sqrt(np.mean((predicted - labels) ** 2)))
     if task == MULTI:
         return jaccard(labels, predicted)
     return qwk(labels, predicted) if task == ORDINAL else float((predicted == labels).mean())
@@ -192,6 +229,16 @@ def scores(task: str, labels: np.ndarray, predicted: np.ndarray, names: Sequence
             "hamming_loss": float(hamming_loss(labels, predicted)),
         }
         p, r, f, support = precision_recall_fscore_support(labels, predicted, zero_division=0.0)
+    elif task == REGRESSION:
+        from scipy.stats import spearmanr
+        from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+        spread = np.std(labels) and np.std(predicted)
+        out = {"rmse": float(root_mean_squared_error(labels, predicted)),
+               "mae": float(mean_absolute_error(labels, predicted)),
+               "r2": float(r2_score(labels, predicted)) if np.std(labels) else 0.0,
+               "spearman": float(spearmanr(labels, predicted).statistic) if spread else 0.0}
+        return {k: round(v, 5) for k, v in out.items()}
     elif task == ORDINAL:
         from scipy.stats import spearmanr
 
@@ -215,3 +262,14 @@ def scores(task: str, labels: np.ndarray, predicted: np.ndarray, names: Sequence
                                "f1": round(float(f[i]), 4), "support": int(support[i])}
                         for i, name in enumerate(names)}
     return out
+
+
+def fold_scale(head: nn.Linear, scale: Scale) -> None:
+    """Regression: make the output layer `head`, trained on standardized targets, output the value
+    (``y = z * std + mean``), so that the saved model needs no scale to be read."""
+    mean, std = scale
+    with torch.no_grad():
+        head.weight.mul_(std)
+        if head.bias is None:
+            raise ValueError("a regression head needs a bias to hold the targets' mean")
+        head.bias.mul_(std).add_(mean)

@@ -344,5 +344,6 @@ def load_raw(raw: Path, data: DataConfig) -> RawDataset:
     loaded = recipe(data).load(raw, files, data)
     if data.task == "ordinal":
         loaded.labels = ordinal_order(loaded, data.label_order)
-        loaded.task = "ordinal"
+    if data.task in ("ordinal", "regression"):  # a recipe's labels read as ratings or as values
+        loaded.task = data.task
     return loaded

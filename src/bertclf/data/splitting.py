@@ -4,7 +4,8 @@ The carves are done per class with a seeded generator, so the same params give t
 in the same order on every run. scikit-learn's stratified splitters refuse classes with a
 single member (R52 has one), hence the small allocation below. Multi-label data is carved by
 iterative stratification (Sechidis et al. 2011, the `iterative-stratification` package), with
-"no label at all" stratified as a label of its own.
+"no label at all" stratified as a label of its own. Regression targets are carved stratified by
+their decile (`value_bins`), so each split spans the same range.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Splits:
     labels: list[str]  # index -> label name
     report: dict[str, Any] = field(default_factory=dict)
     task: str = "single_label"  # multi_label: each split's label column holds 0/1 rows
+    target: dict[str, float] | None = None  # regression: the training targets' mean and std
 
 
 def _sort_key(label: Any) -> tuple[int, Any]:
@@ -95,23 +97,37 @@ def multilabel_take(labels: np.ndarray, n_take: int, rng: np.random.Generator) -
     return mask
 
 
+def value_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Regression targets as the index of their quantile bin (ties share a bin)."""
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.searchsorted(edges, values, side="right")
+
+
 def take(labels: pd.Series, n_take: int, rng: np.random.Generator, keep_one: bool = True) -> np.ndarray:
-    """`stratified_take` of a split's label column: class indices, or 0/1 rows (multi-label)."""
+    """`stratified_take` of a split's label column: class indices, 0/1 rows (multi-label), or
+    values (regression, stratified by their decile)."""
     values = labels.to_numpy()
     if len(values) and isinstance(values[0], np.ndarray):
         return multilabel_take(np.stack(values), n_take, rng)
+    if values.dtype.kind == "f":
+        return stratified_take(value_bins(values), n_take, rng, keep_one)
     return stratified_take(values, n_take, rng, keep_one)
 
 
 def _index(labels: pd.Series, label_to_id: dict[Any, int]) -> Any:
+    if labels.dtype.kind == "f":  # regression: the values
+        return labels.to_numpy()
     if labels.map(lambda v: isinstance(v, tuple)).all():  # multi-label: 0/1 rows
         rows = label_matrix(labels.tolist(), list(label_to_id))
         return pd.Series(list(rows), index=labels.index, dtype=object)
     return labels.map(label_to_id).to_numpy()
 
 
-def _label_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
+def _label_counts(df: pd.DataFrame, names: list[str]) -> dict[str, Any]:
     values = df["label"].to_numpy()
+    if values.dtype.kind == "f":  # regression: the spread of the values
+        return {"mean": round(float(values.mean()), 5), "std": round(float(values.std()), 5),
+                "min": float(values.min()), "max": float(values.max())}
     if len(values) and isinstance(values[0], np.ndarray):  # multi-label: documents having each label
         counts = np.stack(values).sum(0)
     else:
@@ -119,11 +135,25 @@ def _label_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
     return {name: int(c) for name, c in zip(names, counts, strict=True)}
 
 
-def _normalise_labels(df: pd.DataFrame) -> pd.DataFrame:
+def _normalise_labels(df: pd.DataFrame, task: str) -> pd.DataFrame:
     # Labels read from text files are strings; "3" and 3 must be the same class.
     df = df.copy()
+    if task == "regression":
+        df["label"] = [_number(v, where) for v, where in zip(df["label"], df["where"], strict=True)]
+        return df
     df["label"] = df["label"].map(lambda v: v if isinstance(v, tuple) else str(v).strip())
     return df
+
+
+def _number(value: Any, where: str) -> float:
+    """A regression target as a finite float, or one line naming the row."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = float("nan")
+    if not np.isfinite(number):
+        raise DataError(f"{where}: the label {value!r} is not a finite number (data.task: regression)")
+    return number
 
 
 def _per_label(pool: pd.DataFrame) -> pd.Series:
@@ -153,8 +183,9 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
     report: dict[str, Any] = {"dataset": raw.name}
     pool, test = _read(raw, report)
     pool = _drop_empty_texts(raw, pool, test, split.empty_texts, report)
-    names = _label_names(raw, pool, test)
-    warn_small_classes(pool, names, test is None)
+    names = ["value"] if raw.task == "regression" else _label_names(raw, pool, test)
+    if raw.task != "regression":
+        warn_small_classes(pool, names, test is None)
     label_to_id = {name: i for i, name in enumerate(names)}
     pool, test = _carve_test(_numbered(pool, label_to_id), test, label_to_id, split.test_fraction, rng,
                              report)
@@ -167,13 +198,17 @@ def make_splits(raw: RawDataset, split: SplitConfig) -> Splits:
     }
     report["num_labels"] = len(names)
     report["task"] = raw.task
-    return Splits(out["train"], out["val"], out["test"], names, report, raw.task)
+    target = None
+    if raw.task == "regression":  # what training standardizes the targets by
+        values = out["train"]["label"].to_numpy()
+        target = {"mean": float(values.mean()), "std": float(values.std()) or 1.0}
+    return Splits(out["train"], out["val"], out["test"], names, report, raw.task, target)
 
 
 def _read(raw: RawDataset, report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The training pool and the official test set (None when the dataset has none), labels as text."""
-    pool = _normalise_labels(raw.train).reset_index(drop=True)
-    test = None if raw.test is None else _normalise_labels(raw.test).reset_index(drop=True)
+    pool = _normalise_labels(raw.train, raw.task).reset_index(drop=True)
+    test = None if raw.test is None else _normalise_labels(raw.test, raw.task).reset_index(drop=True)
     report["source_rows"] = {"train": len(pool), "test": None if test is None else len(test)}
     return pool, test
 
@@ -298,10 +333,13 @@ def _tables(raw: RawDataset, parts: dict[str, pd.DataFrame]) -> dict[str, pd.Dat
 
 
 def _label_column(labels: pd.Series) -> Any:
-    """A split's label column: class indices (int64), or 0/1 rows as lists (multi-label)."""
+    """A split's label column: class indices (int64), 0/1 rows as lists (multi-label), or values
+    (float64, regression)."""
     values = labels.to_numpy()
     if len(values) and isinstance(values[0], np.ndarray):
         return [row.astype(np.int8) for row in values]
+    if values.dtype.kind == "f":
+        return values.astype(np.float64)
     return labels.astype("int64").to_numpy()
 
 
@@ -320,5 +358,6 @@ def write_splits(splits: Splits, out: Path, report: Path) -> None:
             "task": splits.task,
             "test_subsampled": splits.report["test_subsampled"],
             "test_rows_full": splits.report["test_rows_full"],
+            **({"target": splits.target} if splits.target else {}),
         })
     write_json(report, splits.report)

@@ -120,12 +120,14 @@ def _flat(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def labels_of(column: pa.ChunkedArray) -> np.ndarray:
-    """A split's labels: class indices ``[N]`` (int64), or 0/1 rows ``[N, labels]`` (int8) for
-    multi-label data."""
+    """A split's labels: class indices ``[N]`` (int64), 0/1 rows ``[N, labels]`` (int8) for
+    multi-label data, or values ``[N]`` (float32) for regression."""
     if pa.types.is_list(column.type):
         rows = column.combine_chunks()
         flat = rows.flatten().to_numpy(zero_copy_only=False).astype(np.int8)
         return flat.reshape(len(rows), -1) if len(rows) else flat.reshape(0, 0)
+    if pa.types.is_floating(column.type):
+        return column.to_numpy().astype(np.float32)
     return column.to_numpy().astype(np.int64)
 
 

@@ -191,8 +191,10 @@ def _batches(table: pa.Table, size: int) -> Iterator[pa.Table]:
 def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str, Any]:
     """Tokenize one split parquet (id, text, label) into `dst`, streaming by batches."""
     table = pq.read_table(src, columns=["id", "text", "label"])
-    multi = pa.types.is_list(table.schema.field("label").type)  # multi-label: 0/1 rows
-    schema = SCHEMA.set(1, pa.field("label", pa.list_(pa.int8()) if multi else pa.int64()))
+    kind = table.schema.field("label").type  # 0/1 rows (multi-label), a value (regression), a class
+    label_type = (pa.list_(pa.int8()) if pa.types.is_list(kind)
+                  else pa.float64() if pa.types.is_floating(kind) else pa.int64())
+    schema = SCHEMA.set(1, pa.field("label", label_type))
     t0 = time.perf_counter()
     docs = tokens = truncated = windows = 0
     with atomic_path(dst) as tmp, pq.ParquetWriter(tmp, schema) as writer:

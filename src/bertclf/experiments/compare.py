@@ -61,8 +61,10 @@ def _summary(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
-    """More seeds first, then mean validation accuracy (the name only breaks exact ties)."""
-    return row["seeds"], row["val_acc"] or 0.0, row["experiment"]
+    """More seeds first, then the mean validation headline score, the better the higher (RMSE:
+    the lower); the name only breaks exact ties."""
+    sign = -1.0 if row.get("metric") in tasks.LOWER_IS_BETTER else 1.0
+    return row["seeds"], sign * (row["val_acc"] or 0.0), row["experiment"]
 
 
 def compare_rows(dataset: str) -> list[dict[str, Any]]:
@@ -74,7 +76,7 @@ def compare_rows(dataset: str) -> list[dict[str, Any]]:
     tfidf_row: dict[str, Any] | None = None
     for exp in experiments(all_commits=True):
         params = exp["params"]
-        metric = tasks.HEADLINE.get(params.get("data", {}).get("task", tasks.SINGLE), "acc")  # acc, jaccard
+        metric = tasks.HEADLINE.get(params.get("data", {}).get("task", tasks.SINGLE), "acc")  # acc, qwk…
         test_acc = score(exp, "eval", "test", metric)
         if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or test_acc is None:
             continue
@@ -125,8 +127,8 @@ def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
                                                "test_acc", "test_std", "lambda", "test_subsampled",
                                                "max_train"])
     # the headline score of the dataset's task: accuracy, Jaccard (multi-label) or QWK (ordinal)
-    name, short = {"jaccard": ("Jaccard", "Jaccard"), "qwk": ("quadratic weighted kappa", "QWK")}.get(
-        rows[0].get("metric", "acc"), ("accuracy", "acc"))
+    name, short = {"jaccard": ("Jaccard", "Jaccard"), "qwk": ("quadratic weighted kappa", "QWK"),
+                   "rmse": ("RMSE", "RMSE")}.get(rows[0].get("metric", "acc"), ("accuracy", "acc"))
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
     accs = [r["test_acc"] * 100 for r in rows]
     colors = {"tfidf": "tab:gray"}

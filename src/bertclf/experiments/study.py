@@ -281,6 +281,7 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
         metric = tasks.HEADLINE.get(_value(exp["params"], "data.task") or tasks.SINGLE, "acc")
         rows.append({
             "name": exp["name"], "rev": exp["rev"], "factor": variant.factor, "value": variant.value,
+            "metric": metric,
             "dataset": _value(exp["params"], "data.name"),
             "seed": variant.seed, "overrides": variant.overrides,
             "config": {k: _value(exp["params"], k) for k in study.factors},
@@ -292,7 +293,7 @@ def study_runs(study: Study) -> list[dict[str, Any]]:
 
 
 def select_best(study: Study) -> dict[str, Any]:
-    """The configuration with the best mean validation accuracy over seeds (test never looked at)."""
+    """The configuration with the best mean validation score over seeds (test never looked at)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in study_runs(study):
         key = json.dumps(row["config"], sort_keys=True, default=str)
@@ -304,7 +305,8 @@ def select_best(study: Study) -> dict[str, Any]:
     def mean_val(item: tuple[str, list[dict[str, Any]]]) -> tuple[float, int, str]:
         # ties go to the configuration closest to the base (fewest changed factors)
         changed = sum(item[1][0]["config"][k] != base[k] for k in base)
-        return sum(r["val_acc"] for r in item[1]) / len(item[1]), -changed, item[0]
+        sign = -1 if item[1][0].get("metric") in tasks.LOWER_IS_BETTER else 1  # RMSE: the lower the better
+        return sign * sum(r["val_acc"] for r in item[1]) / len(item[1]), -changed, item[0]
 
     key, rows = max(groups.items(), key=mean_val)
     config = json.loads(key)

@@ -61,6 +61,8 @@ class Arch:
     hf_model: bool = False  # `save` writes a Hugging Face model: transformers.pipeline() loads it
     bf16_by_default: bool = False  # train.precision=auto: bf16 autocast where the hardware has bf16 units
     load: Callable[[Knobs, Dims, Path], nn.Module] | None = None  # default: build, then load the weights
+    # the output layer, which a regression model's target scale is folded into
+    head: Callable[[nn.Module], nn.Linear] = lambda model: model.head
 
     def restore(self, knobs: Knobs, dims: Dims, model_dir: Path) -> nn.Module:
         """The trained model saved in `model_dir`."""

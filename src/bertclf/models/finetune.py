@@ -118,5 +118,13 @@ def _load(cfg: FinetuneConfig, dims: Dims, model_dir: Path) -> nn.Module:
     return load_finetune(model_dir, window_pool=cfg.window_pool)
 
 
+def _head(model: nn.Module) -> nn.Linear:
+    """The output layer: BERT's `classifier`, or the last projection of MPNet's classification head."""
+    assert isinstance(model, FineTuneClassifier)
+    classifier = model.model.classifier
+    return classifier if isinstance(classifier, nn.Linear) else classifier.out_proj
+
+
 ARCH = Arch("finetune", reads="tokens", build=_build, batch=_batch, export="model",
-            param_groups=_param_groups, save=_save, hf_model=True, load=_load, bf16_by_default=True)
+            param_groups=_param_groups, save=_save, hf_model=True, load=_load, bf16_by_default=True,
+            head=_head)

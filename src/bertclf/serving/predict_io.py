@@ -32,9 +32,9 @@ def output_rows(texts: Sequence[str], probs: np.ndarray, answers: Answers,
     column named like one of these is kept as ``input_<name>``."""
     for i, (text, row) in enumerate(zip(texts, probs, strict=True)):
         answer = answers.of(row)
-        chosen = {"labels": ",".join(answer["labels"])} if "labels" in answer else {
-            "label": answer["label"], "probability": answer["probability"]}
-        every = {f"p_{name}": p for name, p in answer["probabilities"].items()}
+        chosen = ({"labels": ",".join(answer["labels"])} if "labels" in answer else {"value": answer["value"]}
+                  if "value" in answer else {"label": answer["label"], "probability": answer["probability"]})
+        every = {f"p_{name}": p for name, p in answer.get("probabilities", {}).items()}
         predicted = {"text": text, **chosen, **every}
         kept = {(f"input_{k}" if k in predicted else str(k)): v
                 for k, v in (others[i] if others else {}).items()}
@@ -91,7 +91,8 @@ def _write_rows(f: IO[str], rows: Iterable[dict[str, Any]], answers: Answers, fm
             f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         n += 1
     if writer is None and fmt != "jsonl":  # no rows: still a header
-        SafeCsvWriter(f, [*answers.fields, *(f"p_{name}" for name in answers.labels)],
+        every = [f"p_{name}" for name in answers.labels] if answers.has_probabilities else []
+        SafeCsvWriter(f, [*answers.fields, *every],
                       delimiter="\t" if fmt == "tsv" else ",").writeheader()
     f.flush()
     return n
@@ -138,6 +139,8 @@ def format_prediction(text: str, probs: np.ndarray, answers: Answers, top_k: int
     labels = answers.labels
     order = np.argsort(-probs)[:max(top_k, 1)]
     shown = text if len(text) <= 60 else text[:57] + "..."
+    if not answers.has_probabilities:  # regression: the value
+        return f"{answers.of(probs)['value']:.4g}\t{shown}"
     if answers.thresholds is not None:
         chosen = answers.of(probs)["labels"]
         order = np.argsort(-probs)[:max(top_k, len(chosen), 1)]
@@ -202,6 +205,10 @@ def interactive(clf: TextClassifier, lines: Iterable[str], echo: Callable[[str],
         if not text:
             continue
         probs = clf.predict_proba([text])[0]
+        if not clf.answers.has_probabilities:  # regression: the value
+            echo(f"{clf.answers.of(probs)['value']:.4g}")
+            done += 1
+            continue
         order = np.argsort(-probs)[:max(top_k, 1)]
         shown = "  ".join(f"{clf.labels[i]} {probs[i]:.3f}" for i in order)
         if clf.answers.thresholds is not None:  # multi-label: what it answers, then the probabilities

@@ -44,6 +44,7 @@ class Prediction:
     probability: float
     probabilities: dict[str, float]  # every class, in the model's label order
     labels: tuple[str, ...] = ()  # what the model answers: (label,), or a multi-label model's labels
+    value: float | None = None  # a regression model's answer (its `label` is the value as text)
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,19 @@ class Answers:
     @property
     def fields(self) -> tuple[str, ...]:
         """The columns of a prediction row before the probabilities."""
+        if self.task == tasks.REGRESSION:
+            return ("text", "value")
         return ("text", "labels") if self.thresholds is not None else ("text", "label", "probability")
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.task != tasks.REGRESSION
 
     def of(self, row: np.ndarray) -> dict[str, Any]:
         """One text's answer, as serve returns it: the label and its probability (multi-label: the
-        labels), and every class's probability."""
+        labels), and every class's probability; regression: the value."""
+        if self.task == tasks.REGRESSION:
+            return {"value": round(float(row[0]), 6)}
         every = {name: round(float(p), 6) for name, p in zip(self.labels, row, strict=True)}
         if self.thresholds is not None:
             chosen = [name for name, p, t in zip(self.labels, row, self.thresholds, strict=True) if p >= t]
@@ -133,6 +142,8 @@ class TextClassifier:
         self.tokenize_cfg = md.tokenize
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        if md.task == tasks.REGRESSION and precision == "auto":  # bf16 keeps 3 digits: 1503 would read 1496
+            self.precision = "fp32"
         self.batch_size = batch_size
         self.runtime = md.runtime.format
         self.tokenizer = DocumentTokenizer(load_tokenizer(md.tokenizer_dir),
@@ -204,7 +215,7 @@ class TextClassifier:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities ``[len(texts), num_labels]``: a softmax over classes, or (multi-label) a
-        sigmoid per label."""
+        sigmoid per label; regression: the values ``[len(texts), 1]``."""
         return tasks.probabilities(self.md.task, self.logits(texts))
 
     def predict(self, texts: str | Sequence[str]) -> list[Prediction]:
@@ -215,6 +226,9 @@ class TextClassifier:
         decided = tasks.decide(self.md.task, probs, self.md.thresholds)
         out = []
         for row, choice in zip(probs, decided, strict=True):
+            if self.md.task == tasks.REGRESSION:
+                out.append(Prediction(f"{float(choice):.6g}", float("nan"), {}, (), float(choice)))
+                continue
             best = int(row.argmax()) if choice.ndim else int(choice)
             chosen = (tuple(self.labels[j] for j in np.flatnonzero(choice)) if choice.ndim
                       else (self.labels[best],))

@@ -59,7 +59,7 @@ class TrainState:
 
     epoch: int = 0
     step: int = 0
-    best_score: float = -2.0  # the headline score on validation (accuracy, Jaccard, QWK: all above -2)
+    best_score: float | None = None  # the best headline score on validation so far
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped_early: bool = False
@@ -90,7 +90,7 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
             denominator = tasks.loss_weight(run.task, batch_labels, run.weights)
             with autocast(run.device, run.bf16):
                 logits = run.forward(batch).float()
-            per_doc = tasks.loss(run.task, logits, labels, run.weights, cfg.ordinal_loss)
+            per_doc = tasks.loss(run.task, logits, labels, run.weights, cfg.ordinal_loss, run.scale)
             loss = per_doc.sum() * scale / denominator
             batch_loss = float(ddp.all_sum(per_doc.detach().sum() * (scale > 0)).item()) / denominator
             if not math.isfinite(batch_loss):
@@ -119,7 +119,7 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
         log.info("epoch %d: train loss %.4f, val loss %.4f, val %s %.4f (%.0f docs/s)", epoch,
                  total_loss / seen, val_loss, run.headline, val_score,
                  seen / max(time.perf_counter() - t0, 1e-9))
-        if val_score > state.best_score or cfg.train_on_val:  # train_on_val keeps the last epoch
+        if tasks.better(run.headline, val_score, state.best_score) or cfg.train_on_val:  # that keeps the last
             state.best_score, state.best_epoch, state.bad_epochs = val_score, epoch, 0
         else:
             state.bad_epochs += 1
@@ -148,6 +148,7 @@ class Run:
     weights: torch.Tensor | None
     task: str
     ordinal_loss: str
+    scale: tasks.Scale | None  # regression: the training targets' mean and std
     device: torch.device
     bf16: bool
     ddp: Dist
@@ -181,8 +182,8 @@ class Run:
         """Validation loss and the task's headline score."""
         logits = self.val_logits()
         loss = tasks.mean_loss(self.task, torch.from_numpy(logits), torch.from_numpy(self.val_set.labels),
-                               self.ordinal_loss)
-        return loss, tasks.headline_score(self.task, self.val_set.labels, logits)
+                               self.ordinal_loss, self.scale)
+        return loss, tasks.headline_score(self.task, self.val_set.labels, logits, scale=self.scale)
 
 
 def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
@@ -204,7 +205,7 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     if cfg.train_on_val:
         train_set = concat(train_set, val_set)
     task = tasks.task_of(meta)
-    num_labels = (train_set.labels.shape[1] if task == tasks.MULTI
+    num_labels = (train_set.labels.shape[1] if task == tasks.MULTI else 1 if task == tasks.REGRESSION
                   else max(len(meta.get("labels", [])), int(train_set.labels.max()) + 1))
     dims = dims_for(arch, inputs.encoder, getattr(train_set, "dim", 0), num_labels)
     model = arch.build(config.model, dims, inputs.encoder).to(device)
@@ -239,7 +240,7 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
                val_set=val_set, make=lambda store, idx: arch.batch(store, idx, knobs, dims),
                optimizer=optimizer,
                scheduler=scheduler, weights=None if weights is None else weights.to(device), task=task,
-               ordinal_loss=cfg.ordinal_loss, device=device,
+               ordinal_loss=cfg.ordinal_loss, scale=tasks.target_scale(meta), device=device,
                bf16=bf16, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed, batch_size=cfg.batch_size,
                eval_batch_size=runtime.eval_batch_size, resumed_from=state.epoch, key_seconds=key_seconds,
                meta=meta)
@@ -269,6 +270,8 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
                                              config.train.thresholds)
         report.update(thresholds=thresholds, val_jaccard_at_thresholds=round(
             tasks.headline_score(run.task, run.val_set.labels, logits, thresholds), 5))
+    if run.scale is not None:  # regression: the saved model outputs the value itself
+        tasks.fold_scale(run.arch.head(run.model), run.scale)
     if not run.ddp.is_main:
         return report
     md = trained_model_dir(out.model, config, run.dims, run.meta, inputs.encoder, thresholds)
