@@ -127,6 +127,14 @@ MUTATIONS = (
     Mutation("the emd loss is cross-entropy", "src/bertclf/tasks.py",
              '    if task == ORDINAL and ordinal_loss == "emd":', '    if False:',
              ("tests/test_ordinal.py::test_emd_charges_mass_far_from_the_true_rating_more",)),
+    Mutation("a regression model is saved without its target scale", "src/bertclf/training/loop.py",
+             "        tasks.fold_scale(run.arch.head(run.model), run.scale)\n", "        pass\n",
+             ("tests/test_regression.py::test_every_arch_learns_values_and_outputs_them_unscaled",)),
+    Mutation("a higher RMSE counts as better", "src/bertclf/tasks.py",
+             "    return score < than if metric in LOWER_IS_BETTER else score > than",
+             "    return score > than",
+             ("tests/test_regression.py::test_lower_rmse_is_better_for_early_stopping_and_combine",
+              "tests/test_regression.py::test_ridge_floor_and_combine_score_regression")),
 )
 
 

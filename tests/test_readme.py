@@ -44,6 +44,9 @@ COVERED: dict[str, str] = {
         PREDICT + "test_cli_predict_texts_files_and_interactive",
     "make test": "ci: make test",
     "bertclf init reviews.csv": "tests/test_init.py::test_a_file_with_a_header_and_other_columns",
+    "bertclf init tags.csv": "tests/test_multi_label.py::test_init_recognises_each_multi_label_shape",
+    "bertclf init ratings.csv":
+        "tests/test_ordinal.py::test_init_takes_a_rating_column_for_ordinal_and_codes_for_classes",
     "dvc exp run": COMPARE,
     "bertclf predict -i new.csv -o scored.csv": PREDICT + "test_cli_predict_texts_files_and_interactive",
     "bertclf serve": "tests/test_serve.py::test_answers_equal_predict",

@@ -130,7 +130,10 @@ def test_predict_serve_onnx_and_pipeline_answer_the_value(finetuned: Path, data:
     assert shown == pytest.approx(values, rel=1e-3)
     with TestClient(create_app(clf)) as client:
         answer = client.post("/predict", json={"texts": texts}).json()["predictions"]
+        documented = client.get("/openapi.json").json()["components"]["schemas"]["Answer"]["properties"]
     assert [a["value"] for a in answer] == pytest.approx(values, abs=1e-4)
+    assert set(answer[0]) == {"value"}  # no empty fields of other tasks
+    assert {"label", "probability", "labels", "value", "probabilities"} <= set(documented)
     config = json.loads((finetuned / "config.json").read_text())
     assert config["problem_type"] == "regression"
     hf = pipeline("text-classification", model=str(finetuned), truncation=True, device="cpu")

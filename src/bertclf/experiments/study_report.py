@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bertclf import tasks
 from bertclf.atomic import atomic_path, write_json
 from bertclf.experiments.study import (
     FINAL,
@@ -118,7 +119,8 @@ def _plots(study: Study, tables: dict[str, list[dict[str, Any]]], runs: list[dic
         lo = min(r["val_acc"] for r in rows if r["n"]) * 100
         ax.set_ylim(lo - 2, min(100, max(r["val_acc"] for r in rows if r["n"]) * 100 + 1))
         ax.set_title(factor.split(".")[-1])
-        ax.set_ylabel("validation accuracy (%)")
+        ax.set_ylabel(f"validation {tasks.NAMES[_metric(runs)]} (x 100)" if _metric(runs) != "acc"
+                      else "validation accuracy (%)")
     save_figure(fig, out / "val_acc.png")
 
     by_name = {r["name"]: r for r in runs}
@@ -158,8 +160,14 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
     _plots(study, tables, runs, out)
 
     dataset = runs[0]["dataset"] if runs else "?"
-    final_eval = {"val_acc": score(final, "eval", "val", "acc"),
-                  "test_acc": score(final, "eval", "test", "acc"),
+    metric = _metric(runs)  # the task's headline score: accuracy, Jaccard, QWK or RMSE
+    name = tasks.NAMES[metric]
+    short = "acc (%)" if metric == "acc" else f"{metric} (x 100)"  # the table's scores are x 100
+
+    def shown(value: float) -> str:
+        return f"{value * 100:.2f} %" if metric in ("acc", "jaccard") else f"{value:.4f}"
+    final_eval = {"val_acc": score(final, "eval", "val", metric),
+                  "test_acc": score(final, "eval", "test", metric),
                   "test_subsampled": score(final, "eval", "test", "subsampled")} if final else {}
     summary = {
         "study": study.name,
@@ -171,7 +179,7 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
         "final_val_acc": final_eval.get("val_acc"),
         "final_test_acc": final_eval.get("test_acc"),
         "final_test_subsampled": final_eval.get("test_subsampled"),
-        "tfidf_test_acc": score(final, "tfidf", "tfidf", "test_acc") if final else None,
+        "tfidf_test_acc": score(final, "tfidf", "tfidf", f"test_{metric}") if final else None,
     }
     write_json(metrics / f"study_{study.name}.json", summary)
 
@@ -183,7 +191,7 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
         context = study.context.get(factor)
         note = [f"All with {', '.join(f'`{k}={v}`' for k, v in context.items())}.", ""] if context else []
         md += [f"## {factor}", "", *note,
-               "| value | runs | val acc (%) | test acc (%) | best epoch |",
+               f"| value | runs | val {short} | test {short} | best epoch |",
                "|---|---:|---:|---:|---:|"]
         for r in rows:
             mark = " (base)" if r["is_base"] and factor not in study.context else ""
@@ -191,20 +199,20 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
                       f"{_fmt(r['val_acc'], r['val_std'], r['n'])} | "
                       f"{_fmt(r['test_acc'], r['test_std'], r['n'])} | {r['best_epoch']:.1f} |")
         md += ["", f"![loss curves](loss_{factor.split('.')[-1]}.png)", ""]
-    md += ["## Validation accuracy per factor value", "", "![validation accuracy](val_acc.png)", "",
+    md += [f"## Validation {name} per factor value", "", f"![validation {name}](val_acc.png)", "",
            "Plot data: `val_acc.csv` (`dvc plots show reports/" + study.name + "/val_acc.csv -x value "
            "-y val_acc`).", "", "## What each factor did", ""]
     md += [f"- {line}" for line in analysis(study, tables)]
     md += ["", "## Selection and final test", "",
-           f"Selected on validation accuracy only: {best['label']} "
-           f"(mean val acc {best['val_acc'] * 100:.2f} % over {len(best['runs'])} run(s))."]
+           f"Selected on validation {name} only: {best['label']} "
+           f"(mean val {metric} {shown(best['val_acc'])} over {len(best['runs'])} run(s))."]
     if final:
         md.append(f"Retrained as `{study.name}-{FINAL}`"
                   + (" on train + validation" if study.train_on_val else "")
-                  + f" and tested once: **test accuracy {final_eval.get('test_acc', 0) * 100:.2f} %**"
+                  + f" and tested once: **test {name} {shown(final_eval.get('test_acc') or 0)}**"
                   + (" (on a subsampled test set)" if final_eval.get("test_subsampled") else "")
                   + f"; TF-IDF + logistic regression on the same split: "
-                  f"{(summary['tfidf_test_acc'] or float('nan')) * 100:.2f} %.")
+                  f"{shown(summary['tfidf_test_acc'] or float('nan'))}.")
     else:
         md.append("The final retrain has not run yet (`bertclf study run` does it last).")
     md += ["", f"Dataset: {dataset}. Figures from `dvc exp show`; regenerate with "
@@ -212,3 +220,8 @@ def write_report(study: Study, reports: Path = Path("reports"), metrics: Path = 
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text("\n".join(md), encoding="utf-8")
     return out
+
+
+def _metric(runs: list[dict[str, Any]]) -> str:
+    """The headline score the study's runs were ranked by (accuracy when there are none yet)."""
+    return str(runs[0].get("metric", "acc")) if runs else "acc"

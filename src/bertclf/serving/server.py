@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bertclf.errors import BertclfError
 from bertclf.serving.predictor import TextClassifier
@@ -110,6 +110,23 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: list[str] | None = None
     text: str | None = None
+
+
+class Answer(BaseModel):
+    """One text's answer; which fields it has depends on the model's task (data.task)."""
+
+    label: str | None = Field(None, description="single_label: the most probable class; ordinal: the "
+                              "median of the predicted distribution over the ordered labels")
+    probability: float | None = Field(None, description="single_label, ordinal: the probability of `label`")
+    labels: list[str] | None = Field(None, description="multi_label: every label whose probability reaches "
+                                     "its threshold (chosen on validation; may be empty)")
+    value: float | None = Field(None, description="regression: the predicted value")
+    probabilities: dict[str, float] | None = Field(None, description="every class's (multi_label: every "
+                                                   "label's) probability; not for regression")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Answer]
 
 
 class Busy(Exception):
@@ -196,7 +213,7 @@ def create_app(clf: TextClassifier, limits: Limits | None = None) -> Any:
         return {"status": "ok", "model": str(clf.model_dir), "arch": clf.arch, "labels": clf.labels,
                 "waiting_texts": batcher.waiting}
 
-    @app.post("/predict")
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
     async def predict(request: PredictRequest) -> Any:
         if (request.texts is None) == (request.text is None):
             return JSONResponse({"detail": 'give "texts" (a list of strings) or "text" (one string)'}, 422)
