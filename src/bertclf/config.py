@@ -63,6 +63,8 @@ class DataConfig:
     label_columns: tuple[str, ...] | None = None
     label_separator: str | None = None  # multi_label: e.g. "," for a label column of "earn,acq"
     label_order: tuple[str, ...] | None = None  # ordinal: the labels from lowest to highest
+    # readable names for coded labels, as "code=name" ([1=World, 2=Sports]): used everywhere a label is shown
+    label_names: tuple[str, ...] | None = None
 
     def check(self) -> None:
         _check(self.text_column != (), "data.text_column must name at least one column")
@@ -75,6 +77,11 @@ class DataConfig:
                f"data.label_order is for data.task: ordinal (data.task is {self.task})")
         _check(self.label_order is None or len(set(self.label_order)) == len(self.label_order) >= 2,
                "data.label_order must name at least two labels, each once")
+        pairs = self.label_names or ()
+        _check(all("=" in n and n.split("=", 1)[1].strip() for n in pairs),
+               "data.label_names are code=name pairs, e.g. [1=World, 2=Sports]")
+        _check(self.label_names is None or self.task != "regression",
+               "data.label_names is for labels that are classes; data.task is regression")
         _check(not (self.label_columns and self.label_separator),
                "data.label_columns (one 0/1 column per label) and data.label_separator (labels in one "
                "column) exclude each other: set one")

@@ -126,3 +126,25 @@ def ordinal_order(raw: Any, label_order: Sequence[str] | None) -> list[str]:
             raise DataError(f"{where}: label {value!r} is not a number, so data.task: ordinal cannot tell "
                             "its place: list the labels from lowest to highest in data.label_order") from None
     return sorted(numbers, key=numbers.__getitem__)
+
+
+def rename_labels(raw: Any, pairs: Sequence[str]) -> None:
+    """Give coded labels their names (``data.label_names``: ``"1=World"``…), in place: every row's
+    label (each of a multi-label row's) and the dataset's label order. A code without a name is
+    one line naming the row."""
+    names = {code.strip(): name.strip() for code, name in (p.split("=", 1) for p in pairs)}
+
+    def named(value: Any, where: str) -> Any:
+        if isinstance(value, tuple):
+            return tuple(named(v, where) for v in value)
+        code = str(value).strip()
+        if code not in names:
+            raise DataError(f"{where}: label {code!r} has no name in data.label_names "
+                            f"({', '.join(pairs)}); add {code}=NAME")
+        return names[code]
+
+    for frame in (raw.train, raw.test):
+        if frame is not None:
+            frame["label"] = [named(v, w) for v, w in zip(frame["label"], frame["where"], strict=True)]
+    if raw.labels:
+        raw.labels = [named(v, "the dataset's label list") for v in raw.labels]
