@@ -135,6 +135,9 @@ MUTATIONS = (
              "    return score > than",
              ("tests/test_regression.py::test_lower_rmse_is_better_for_early_stopping_and_combine",
               "tests/test_regression.py::test_ridge_floor_and_combine_score_regression")),
+    Mutation("a tokenizer naming its own code is loaded", "src/bertclf/data/tokenization.py",
+             "    if custom:\n", "    if False:\n",
+             ("tests/test_predict.py::test_a_model_directory_naming_its_own_tokenizer_code_is_refused_not_run",)),
 )
 
 

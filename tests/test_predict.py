@@ -668,3 +668,25 @@ def test_plain_onnxruntime_and_tokenizers_agree_with_bertclf(finetuned: Path, da
         namespace: dict = {}
         exec(snippet, namespace)
         np.testing.assert_allclose(namespace["logits"], bertclf.load(model).logits(texts), atol=1e-4)
+
+
+def test_a_model_directory_naming_its_own_tokenizer_code_is_refused_not_run(finetuned: Path,
+                                                                             tmp_path: Path) -> None:
+    """A tokenizer_config.json with an auto_map names a module of the directory to import: bertclf
+    refuses in one line before transformers could ask to run it (a "y" on stdin changes nothing)."""
+    import shutil
+
+    planted = tmp_path / "planted"
+    shutil.copytree(finetuned, planted)
+    marker = tmp_path / "ran"
+    (planted / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                     "from transformers import PreTrainedTokenizerFast as EvilTokenizer\n")
+    config = json.loads((planted / "tokenizer_config.json").read_text())
+    config["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", "evil.EvilTokenizer"]}
+    (planted / "tokenizer_config.json").write_text(json.dumps(config))
+    command = [str(Path(sys.executable).parent / "bertclf"), "predict", "-m", str(planted), "a text"]
+    done = subprocess.run(command, input="y\n", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "never runs code from a model directory" in lines[-1], lines
+    assert "Traceback" not in done.stderr and not marker.exists()

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import TokenizeConfig
-from bertclf.errors import ConfigError
+from bertclf.errors import BertclfError, ConfigError
 from bertclf.progress import track
 
 BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -228,10 +228,21 @@ def tokenize_file(src: Path, dst: Path, doc_tok: DocumentTokenizer) -> dict[str,
 
 
 def load_tokenizer(encoder_dir: Path) -> Any:
-    """The encoder's fast tokenizer, from a local directory only."""
+    """The encoder's fast tokenizer, from a local directory only, never running code the directory
+    names (``auto_map`` in ``tokenizer_config.json``): such a directory is refused in one line,
+    at a terminal too, where transformers would otherwise ask whether to run it."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(encoder_dir, use_fast=True, local_files_only=True)
+    config = Path(encoder_dir) / "tokenizer_config.json"
+    try:
+        custom = "auto_map" in json.loads(config.read_text(encoding="utf-8")) if config.is_file() else False
+    except (ValueError, OSError):
+        custom = False  # not ours to judge: transformers says what is wrong with it
+    if custom:
+        raise BertclfError(f"{config}: the tokenizer names code of its own to run (auto_map); bertclf "
+                           "never runs code from a model directory: use a tokenizer transformers ships")
+    return AutoTokenizer.from_pretrained(encoder_dir, use_fast=True, local_files_only=True,
+                                         trust_remote_code=False)
 
 
 def tokenize_splits(splits: Path, encoder_dir: Path, out: Path, cfg: TokenizeConfig) -> dict[str, Any]:
