@@ -141,6 +141,22 @@ def test_concurrent_clients_are_all_served(server: Server, finetuned: Path) -> N
         assert [p["label"] for p in answer["predictions"]] == [want[t] for t in texts]
 
 
+def test_a_text_no_tokenizer_can_encode_fails_only_its_own_request(server: Server) -> None:
+    """A lone surrogate is a valid JSON string but not Unicode text: its request gets a 422 naming
+    it, and well-formed requests sent at the same time are all answered (it used to fail them
+    with 500, as one batch)."""
+    bad = b'{"texts": ["fine", "\\ud800 broken"]}'
+    jobs = [("bad", None) if i % 4 == 0 else ("good", {"texts": TEXTS[i % 3: i % 3 + 2]}) for i in range(48)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda job: (job[0], call(server.port, "POST", "/predict", job[1],
+                                                          bad if job[0] == "bad" else None)), jobs))
+    for kind, (status, answer) in answers:
+        if kind == "bad":
+            assert status == 422 and "text 1 is not valid Unicode" in answer["detail"], answer
+        else:
+            assert status == 200, answer
+
+
 def test_sigterm_shuts_down_gracefully(finetuned: Path) -> None:  # noqa: F811
     running = Server(finetuned)
     assert call(running.port, "POST", "/predict", {"texts": ["ok"]})[0] == 200

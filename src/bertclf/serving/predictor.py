@@ -126,6 +126,19 @@ class OnnxEncoder:
         return torch.from_numpy(vectors)
 
 
+def check_texts(texts: Sequence[Any]) -> None:
+    """Refuse, naming the first, a text that is not a string or not valid Unicode (a lone
+    surrogate such as JSON's "\\ud800" is a valid JSON string that no tokenizer can encode)."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BertclfError(f"text {i} is a {type(text).__name__}, not a string")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BertclfError(f"text {i} is not valid Unicode: {exc.reason} at character {exc.start} "
+                               f"({text[exc.start]!r}); send UTF-8 text") from None
+
+
 class TextClassifier:
     """A trained model plus its preprocessing: raw strings in, labels and probabilities out."""
 
@@ -177,9 +190,7 @@ class TextClassifier:
 
     def encode(self, texts: Sequence[str]) -> dict[str, list]:
         """Token ids and sentence spans, exactly as the `tokenize` stage makes them."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise BertclfError(f"text {i} is a {type(text).__name__}, not a string")
+        check_texts(texts)
         return self.tokenizer.encode(list(texts))
 
     def store(self, encoded: dict[str, list]) -> FeatureStore | TokenStore:

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bertclf.errors import BertclfError
-from bertclf.serving.predictor import TextClassifier
+from bertclf.serving.predictor import TextClassifier, check_texts
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,18 @@ class Batcher:
             texts = [t for chunk, _ in items for t in chunk]
             try:
                 probs = await loop.run_in_executor(self.executor, self.clf.predict_proba, texts)
-            except Exception as exc:  # every request of the batch gets the error
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception:
+                # one request's texts must not fail the others': each request on its own, so
+                # only the one that fails gets the error
+                for chunk, future in items:
+                    try:
+                        alone = await loop.run_in_executor(self.executor, self.clf.predict_proba, chunk)
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(alone)
                 continue
             start = 0
             for chunk, future in items:
@@ -223,6 +231,10 @@ def create_app(clf: TextClassifier, limits: Limits | None = None) -> Any:
         if len(texts) > limits.max_texts:
             return JSONResponse({"detail": f"{len(texts)} texts in one request; at most {limits.max_texts}: "
                                            "split the request"}, 413)
+        try:  # before the texts join a batch of other clients' texts
+            check_texts(texts)
+        except BertclfError as exc:
+            return JSONResponse({"detail": str(exc)}, 422)
         try:
             probs = await batcher.classify(texts)
         except Busy as exc:
