@@ -70,3 +70,14 @@ def test_replace_checks_dotted_overrides() -> None:
 def test_every_section_has_a_typed_dataclass_with_defaults() -> None:
     for name, cls in SECTIONS.items():
         assert section_from(name, {}) == cls(), name
+
+
+def test_a_yaml_alias_bomb_in_a_value_gives_a_short_error(tmp_path: Path) -> None:
+    """Nine levels of aliases, each nine of the last: a value of 9**9 strings, named in a line."""
+    levels = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  lr:\n" + "".join(f"    {line}\n" for line in levels))
+    with pytest.raises(ConfigError) as caught:
+        load_config(params)
+    assert len(str(caught.value)) < 300 and "train.lr=" in str(caught.value), str(caught.value)[:300]

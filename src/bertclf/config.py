@@ -418,7 +418,17 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return converted
     quoted = isinstance(value, str) and annotation in (float, int)
     hint = " (write the number without quotes)" if quoted else ""
-    raise ConfigError(f"{PARAMS_FILE}: {key}={value!r} must be {_type_name(annotation)}{hint}")
+    raise ConfigError(f"{PARAMS_FILE}: {key}={_short(value)} must be {_type_name(annotation)}{hint}")
+
+
+def _short(value: Any) -> str:
+    """`value`'s repr, bounded while it is made (reprlib): a YAML alias bomb expands to megabytes,
+    and an error is one line."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 2, 4, 4, 80, 80
+    return short.repr(value)
 
 
 def section_from(name: str, values: Mapping[str, Any] | None) -> Any:
