@@ -80,6 +80,9 @@ def test_a_file_with_a_header_and_other_columns(repo: Path) -> None:
     ("a,b\n1,2\n", "sheet.xlsx", "unsupported file type '.xlsx'"),
     ("text,label\nok,good\n\xff\n", "bad.csv", ""),
     ("id,text\n1,a long enough text here\n2,another long enough text\n", "nolabel.csv", "--label-column"),
+    ('text,label\n"an unclosed quote,pos\nmore,neg\n', "quote.csv", "cannot read it as csv"),
+    ('["a text", "pos"]\n["another", "neg"]\n', "arrays.jsonl", "rows are not objects"),
+    ("PAR1 not really a parquet file", "damaged.parquet", "cannot read it as parquet"),
 ])
 def test_a_file_it_cannot_use_is_refused_in_one_line(repo: Path, tmp_path: Path, content: str, name: str,
                                                       expected: str) -> None:

@@ -64,11 +64,26 @@ class Guess:
 
 
 def _sample(path: Path) -> tuple[pd.DataFrame, tuple[str, ...] | None]:
-    """The first rows of `path` as strings, and the column names given to a headerless file."""
+    """The first rows of `path` as strings, and the column names given to a headerless file; a
+    file its reader cannot read (an unclosed quote, a damaged parquet) is one line naming it."""
+    import pyarrow as pa
+
     suffix = base_suffix(path)
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}; bertclf init reads {', '.join(TABLE_SUFFIXES)}",
                         path)
+    try:
+        frame, names = _read_sample(path, suffix)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException, OSError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot read it as {suffix[1:]} ({first_line})", path) from None
+    if not all(isinstance(c, str) for c in frame.columns):  # e.g. a JSON array as a .jsonl line
+        raise DataError(f"its rows are not objects with named fields (columns {list(frame.columns)[:5]}); "
+                        f"{suffix[1:]} rows must be like {{\"text\": ..., \"label\": ...}}", path)
+    return frame, names
+
+
+def _read_sample(path: Path, suffix: str) -> tuple[pd.DataFrame, tuple[str, ...] | None]:
     if suffix == ".parquet":
         return _as_text(pd.read_parquet(path).head(SAMPLE_ROWS)), None
     if suffix in (".jsonl", ".json"):
