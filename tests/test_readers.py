@@ -132,12 +132,18 @@ def test_jsonl_missing_key(tmp_path: Path, missing: str) -> None:
     assert_where(err, "d.jsonl", 3)
 
 
-@pytest.mark.parametrize("label", [None, 2.5, [1], {"a": 1}])
+@pytest.mark.parametrize("label", [None, True, [1], {"a": 1}])
 def test_jsonl_bad_label_values(tmp_path: Path, label: object) -> None:
     f = write(tmp_path / "d.jsonl", _jsonl([{"text": "a", "label": 1}, {"text": "b", "label": label}]))
-    with pytest.raises(DataError, match="must be a string or an integer") as err:
+    with pytest.raises(DataError, match="must be a string or a number") as err:
         read_jsonl(f, "text", "label")
     assert_where(err, "d.jsonl", 2)
+
+
+def test_jsonl_number_labels_are_read_as_numbers(tmp_path: Path) -> None:
+    """A regression target or a half-star rating is a float in JSON."""
+    f = write(tmp_path / "d.jsonl", _jsonl([{"text": "a", "label": 2.5}, {"text": "b", "label": 4}]))
+    assert read_jsonl(f, "text", "label")["label"].tolist() == [2.5, 4]
 
 
 def test_jsonl_non_string_text(tmp_path: Path) -> None:

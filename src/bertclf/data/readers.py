@@ -136,8 +136,10 @@ def read_jsonl(path: str | Path, text_key: TextColumns, label_key: str | None, i
         for key, part in zip(keys, parts, strict=True):
             if part is not None and not isinstance(part, str):
                 raise DataError(f"{key!r} must be a string, got {type(part).__name__}", path, number)
-        if label_key and (label is None or isinstance(label, (dict, list, float))):
-            raise DataError(f"{label_key!r} must be a string or an integer, got {label!r}", path, number)
+        # a number may be a class, a rating or a value (data.task); true / false is none of them
+        if label_key and (label is None or isinstance(label, (dict, list, bool))):
+            raise DataError(f"{label_key!r} must be a string or a number, got {json.dumps(label)}", path,
+                            number)
         if label_key:
             check_label(label, label_key, path, number)
         ident = str(_get(obj, id_key, path, number)) if id_key else f"{path.name}:{number}"
