@@ -248,3 +248,25 @@ def test_coded_labels_get_their_names_everywhere_a_label_is_shown(tmp_path: Path
     assert list(ordinal["splits"]["train"]["labels"]) == ["low", "mid", "high"]
     with pytest.raises(DataError, match=r"news.csv, line 4: label '10' has no name in data.label_names"):
         run_split_stage(tmp_path / "c", {"name": "file", "path": str(path), "label_names": names[:2]})
+
+
+def test_compare_never_ranks_ratings_with_polarity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMDB's polarity (accuracy) and ratings (QWK) experiments are different questions: compare
+    asks which, and reports each apart, the ordinal one ranked by QWK."""
+    from bertclf.experiments import compare as module
+
+    def exp(name: str, task: str, arch: str, seed: int, val: float, test: float) -> dict:
+        key = tasks.HEADLINE[task]
+        return {"name": name, "rev": name, "kind": "experiment", "state": "success", "inputs": {"c": "1"},
+                "params": {"data": {"name": "imdb", "task": task}, "train": {"arch": arch, "seed": seed}},
+                "metrics": {"eval": {"val": {key: val}, "test": {key: test}}}}
+
+    runs = [exp("polar", "single_label", "han", 42, 0.93, 0.92),
+            exp("ce", "ordinal", "finetune", 42, 0.80, 0.79), exp("emd", "ordinal", "han", 42, 0.81, 0.80)]
+    monkeypatch.setattr(module, "experiments", lambda all_commits=False: runs)
+    with pytest.raises(Exception, match=r"2 kinds of label \(ordinal, single_label\).*--task"):
+        module.write_compare("imdb", tmp_path)
+    out = module.write_compare("imdb", tmp_path, task="ordinal")
+    assert out.name == "compare_imdb_ordinal.md"
+    rows = module.compare_rows("imdb", "ordinal")
+    assert {r["experiment"] for r in rows} == {"ce", "emd"} and {r["metric"] for r in rows} == {"qwk"}

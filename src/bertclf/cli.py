@@ -107,13 +107,15 @@ def study_report(study_file: Annotated[Path, typer.Argument(help="the study defi
 @app.command()
 def compare(
     dataset: Annotated[str | None, typer.Option(help="data.name (default: params.yaml's)")] = None,
+    task: Annotated[str | None, typer.Option(help="data.task, when the dataset has experiments of several "
+                                             "(IMDB: single_label and ordinal)")] = None,
 ) -> None:
-    """Table and bar chart of test accuracy per model (tfidf, cnn, rnn, bigru, han, finetune)."""
+    """Table and bar chart of the test score per model (tfidf, cnn, rnn, bigru, han, finetune)."""
     from bertclf.config import load_config
     from bertclf.experiments.compare import write_compare
 
     name = dataset or load_config().data.name
-    out = write_compare(name)
+    out = write_compare(name, task=task)
     typer.echo(out.read_text())
 
 

@@ -67,7 +67,17 @@ def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
     return row["seeds"], sign * (row["val_acc"] or 0.0), row["experiment"]
 
 
-def compare_rows(dataset: str) -> list[dict[str, Any]]:
+def dataset_tasks(dataset: str) -> set[str]:
+    """The kinds of label (data.task) the finished experiments on `dataset` were run for."""
+    found = set()
+    for exp in experiments(all_commits=True):
+        data = exp["params"].get("data", {})
+        if exp["state"] == "success" and data.get("name") == dataset:
+            found.add(data.get("task") or tasks.SINGLE)
+    return found
+
+
+def compare_rows(dataset: str, task: str | None = None) -> list[dict[str, Any]]:
     """Per model on `dataset` (the workspace, commits and experiments), the configuration with the
     best mean validation accuracy over its seeds among those with the most seeds, plus the TF-IDF
     floor. A configuration's runs share the code and every param but `train.seed`; one run per
@@ -80,6 +90,8 @@ def compare_rows(dataset: str) -> list[dict[str, Any]]:
         test_acc = score(exp, "eval", "test", metric)
         if exp["state"] != "success" or params.get("data", {}).get("name") != dataset or test_acc is None:
             continue
+        if task is not None and (params.get("data", {}).get("task") or tasks.SINGLE) != task:
+            continue  # another kind of label on the same texts (IMDB's polarity and its ratings)
         arch = params.get("train", {}).get("arch")
         row = {"arch": arch, "experiment": exp["name"], "kind": exp["kind"], "metric": metric,
                "val_acc": score(exp, "eval", "val", metric), "test_acc": test_acc,
@@ -116,13 +128,18 @@ def _pct(mean: float | None, std: float | None) -> str:
     return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
 
 
-def write_compare(dataset: str, out_dir: Path = Path("reports")) -> Path:
-    """reports/compare_<dataset>.{md,csv,png}."""
-    rows = compare_rows(dataset)
+def write_compare(dataset: str, out_dir: Path = Path("reports"), task: str | None = None) -> Path:
+    """reports/compare_<dataset>.{md,csv,png} (``compare_<dataset>_<task>`` for a dataset with
+    experiments of several kinds of label, which are never ranked together)."""
+    kinds = dataset_tasks(dataset)
+    if task is None and len(kinds) > 1:
+        raise BertclfError(f"{dataset} has experiments of {len(kinds)} kinds of label "
+                           f"({', '.join(sorted(kinds))}), whose scores do not compare: pass --task")
+    rows = compare_rows(dataset, task)
     if not rows:
         raise BertclfError(f"no finished experiments on {dataset}: run `dvc exp run -S data.name={dataset}`")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"compare_{dataset}"
+    stem = out_dir / (f"compare_{dataset}_{task}" if len(kinds) > 1 else f"compare_{dataset}")
     write_csv(stem.with_suffix(".csv"), rows, ["arch", "experiment", "seeds", "val_acc", "val_std",
                                                "test_acc", "test_std", "lambda", "test_subsampled",
                                                "max_train"])
