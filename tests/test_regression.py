@@ -166,3 +166,21 @@ def test_a_value_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"bad.csv, line 3: the label 'cheap' is not a finite number"):
         run_split_stage(tmp_path, {"name": "file", "path": str(path), "label_column": "price",
                                    "task": "regression"})
+
+
+def test_init_takes_a_column_of_numbers_for_regression(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from bertclf.config import load_config
+    from bertclf.data.own_file import init_file
+
+    monkeypatch.chdir(tmp_path)
+    write_prices_csv(tmp_path / "prices.csv", 60)
+    shutil.copyfile(Path(__file__).parents[1] / "params.yaml", tmp_path / "params.yaml")
+    said: list[str] = []
+    init_file(tmp_path / "prices.csv", label="price", params=tmp_path / "params.yaml", dvc=False,
+              echo=said.append)
+    assert load_config(tmp_path / "params.yaml").data.task == "regression", said
+    assert any("regression. Classes after all? set data.task: single_label" in line for line in said), said
+    assert not [line for line in said if line.startswith("  ")], said  # no per-value counts

@@ -182,10 +182,13 @@ RATING_NAMES = ("rating", "ratings", "stars", "star", "score", "grade", "overall
 
 
 def _single_or_ordinal(values: pd.Series, column: str) -> str:
-    """``ordinal`` for a column named like a rating whose values are three or more numbers; codes
-    such as AG News's 1-4 stay classes unless the column says they are ratings."""
-    distinct = set(values.dropna().astype(str).str.strip())
+    """``regression`` for numbers that are not a small set of whole numbers (prices, scores with
+    decimals); ``ordinal`` for a column named like a rating whose values are three or more whole
+    numbers; codes such as AG News's 1-4 stay classes unless the column says they are ratings."""
+    distinct = set(values.dropna().astype(str).str.strip()) - {""}
     numeric = len(distinct) >= 3 and all(_is_number(v) for v in distinct)
+    if numeric and (len(distinct) > 20 or not all(float(v).is_integer() for v in distinct)):
+        return "regression"
     return "ordinal" if numeric and column.strip().lower() in RATING_NAMES else "single_label"
 
 
@@ -219,9 +222,9 @@ def init_file(path: Path, text: Sequence[str] | None = None, label: str | None =
     echo(f"{path}: {len(train):,} rows{' without a header row' if guess.columns else ''}; text: {shown}; "
          + (_describe_multi(guess, train, len(counts)) if multi else _describe_single(guess, counts)))
     width = max(len(str(c)) for c in counts.index[:30])
-    for name, n in counts.head(30).items():
+    for name, n in counts.head(0 if guess.task == "regression" else 30).items():  # values have no counts
         echo(f"  {name!s:{width}}  {n:>8,}  {100 * n / len(train):5.1f} %")
-    if len(counts) > 30:
+    if len(counts) > 30 and guess.task != "regression":
         echo(f"  ... and {len(counts) - 30} more classes")
     targets = [_place(p, dvc, echo) for p in (path, test) if p is not None]
     data = guess.data_config(targets[0], targets[1] if test is not None else None)
@@ -231,7 +234,12 @@ def init_file(path: Path, text: Sequence[str] | None = None, label: str | None =
 
 
 def _describe_single(guess: Guess, counts: pd.Series) -> str:
-    """What `init` guessed of a one-label file: classes, or (a rating column) ordered ratings."""
+    """What `init` guessed of a one-label file: classes, ordered ratings or numbers."""
+    if guess.task == "regression":
+        values = [float(v) for v in counts.index]
+        return (f"label: {guess.label_column}, numbers from {min(values):g} to {max(values):g} "
+                f"({len(values)} distinct): regression. Classes after all? set data.task: single_label "
+                "in params.yaml")
     if guess.task == "ordinal":
         order = sorted(counts.index, key=float)
         return (f"label: {guess.label_column}, ordinal ratings {order[0]} to {order[-1]} ({len(counts)} "
