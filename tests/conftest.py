@@ -192,3 +192,14 @@ def run_train(inputs: Any, out: Path, **overrides: Any) -> dict[str, Any]:
 
     return train(make_config(**overrides), inputs,
                  TrainOutputs(out / "model", out / "ckpt", out / "train.json", out / "plots"))
+
+
+# train settings and knobs with which each arch learns the tiny tests' cue-word data on the tiny BERT
+TINY_ARCHS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "han": ({"lr": 1e-2, "epochs": 8}, {"hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+    "bigru": ({"lr": 1e-2, "epochs": 8}, {"hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+    "finetune": ({"lr": 2e-3, "epochs": 8}, {}),
+    "cnn": ({"lr": 5e-3, "epochs": 8}, {"embedding_dim": 16, "num_filters": 8, "dropout": 0.1}),
+    "rnn": ({"lr": 1e-2, "epochs": 8},
+            {"embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
+}

@@ -28,7 +28,7 @@ from bertclf.errors import DataError
 from bertclf.evaluation import evaluate, load_predictions
 from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_dir import CONFIG, ModelDir
-from tests.conftest import run_split_stage, run_train
+from tests.conftest import TINY_ARCHS, run_split_stage, run_train
 
 LABELS = ["good", "bad", "sound"]  # a praising word, a damning word, the word "music"
 CUES = {"good": ["great", "wonderful", "excellent", "loved"], "bad": ["awful", "boring", "terrible", "worst"],
@@ -72,14 +72,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Input
     return Inputs(root / "features", root / "tokens", tiny_bert_dir)
 
 
-ARCHS = {  # train settings and the arch's knobs
-    "han": ({"lr": 1e-2, "epochs": 8}, {"hidden": 8, "attention_dim": 8, "dropout": 0.1}),
-    "bigru": ({"lr": 1e-2, "epochs": 8}, {"hidden": 8, "attention_dim": 8, "dropout": 0.1}),
-    "finetune": ({"lr": 2e-3, "epochs": 8}, {}),
-    "cnn": ({"lr": 5e-3, "epochs": 8}, {"embedding_dim": 16, "num_filters": 8, "dropout": 0.1}),
-    "rnn": ({"lr": 1e-2, "epochs": 8},
-            {"embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
-}
+ARCHS = TINY_ARCHS  # train settings and the arch's knobs
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

@@ -21,7 +21,7 @@ import pandas as pd
 from bertclf.atomic import atomic_path, write_json
 from bertclf.config import DataConfig
 from bertclf.data.labels import ordinal_order, read_multi_label, rename_labels
-from bertclf.data.readers import COLUMNS, read_jsonl, read_label_tsv, read_table
+from bertclf.data.readers import COLUMNS, is_number, read_jsonl, read_label_tsv, read_table
 from bertclf.data.resolve import Artifact, Source, locate, sha256_of
 from bertclf.errors import ConfigError, DataError
 
@@ -345,18 +345,10 @@ def load_raw(raw: Path, data: DataConfig) -> RawDataset:
     if data.label_names:
         if not loaded.labels:  # the codes' own order (numbers as numbers) becomes the names' order
             loaded.labels = sorted({c.split("=", 1)[0].strip() for c in data.label_names},
-                                   key=lambda c: (0, float(c), c) if _is_number(c) else (1, 0.0, c))
+                                   key=lambda c: (0, float(c), c) if is_number(c) else (1, 0.0, c))
         rename_labels(loaded, data.label_names)
     if data.task == "ordinal":
         loaded.labels = ordinal_order(loaded, data.label_order)
     if data.task in ("ordinal", "regression"):  # a recipe's labels read as ratings or as values
         loaded.task = data.task
     return loaded
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

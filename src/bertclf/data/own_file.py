@@ -25,7 +25,7 @@ import pandas as pd
 
 from bertclf.config import PARAMS_FILE, DataConfig
 from bertclf.data.labels import read_multi_label
-from bertclf.data.readers import TABLE_SUFFIXES, base_suffix, looks_like_data, read_table
+from bertclf.data.readers import TABLE_SUFFIXES, base_suffix, is_number, looks_like_data, read_table
 from bertclf.data.tracked import is_under
 from bertclf.errors import DataError
 
@@ -186,18 +186,11 @@ def _single_or_ordinal(values: pd.Series, column: str) -> str:
     decimals); ``ordinal`` for a column named like a rating whose values are three or more whole
     numbers; codes such as AG News's 1-4 stay classes unless the column says they are ratings."""
     distinct = set(values.dropna().astype(str).str.strip()) - {""}
-    numeric = len(distinct) >= 3 and all(_is_number(v) for v in distinct)
+    numeric = len(distinct) >= 3 and all(is_number(v) for v in distinct)
     if numeric and (len(distinct) > 20 or not all(float(v).is_integer() for v in distinct)):
         return "regression"
     return "ordinal" if numeric and column.strip().lower() in RATING_NAMES else "single_label"
 
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def init_file(path: Path, text: Sequence[str] | None = None, label: str | None = None,
@@ -244,7 +237,7 @@ def _describe_single(guess: Guess, counts: pd.Series) -> str:
         order = sorted(counts.index, key=float)
         return (f"label: {guess.label_column}, ordinal ratings {order[0]} to {order[-1]} ({len(counts)} "
                 "values, in numeric order). Not ratings? set data.task: single_label in params.yaml")
-    numbers = len(counts) >= 3 and all(_is_number(str(v)) for v in counts.index)
+    numbers = len(counts) >= 3 and all(is_number(str(v)) for v in counts.index)
     return (f"label: {guess.label_column} ({len(counts)} classes)" + (
         "; if these numbers are ratings, set data.task: ordinal in params.yaml" if numbers else ""))
 

@@ -166,15 +166,18 @@ NAME_COLUMNS = {COLUMNS_HINT: "data.columns (e.g. data.columns: [{}])",
                 TEXTS_HINT: "--columns (e.g. --columns {}; columns= in Python)"}
 
 
+def is_number(text: str) -> bool:
+    """Whether `text` reads as a number (``"3"``, ``"4.5"``, ``"-1e3"``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def looks_like_data(header: Sequence[str]) -> bool:
     """A first row of values rather than names: a number, a long text, or a repeated cell."""
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return True
-    return any(numeric(c) or len(c) > 40 for c in header) or len(set(header)) < len(header)
+    return any(is_number(c) or len(c) > 40 for c in header) or len(set(header)) < len(header)
 
 
 def read_delimited(path: str | Path, text_column: TextColumns, label_column: str | None,
