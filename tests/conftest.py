@@ -203,3 +203,15 @@ TINY_ARCHS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "rnn": ({"lr": 1e-2, "epochs": 8},
             {"embedding_dim": 16, "hidden": 8, "attention_dim": 8, "dropout": 0.1}),
 }
+
+
+def tiny_inputs(root: Path, encoder: Path, max_length: int = 24) -> Any:
+    """`root/data/split` (as `run_split_stage` writes it) tokenized and featurized as the stages
+    do, on `encoder` in fp32: the Inputs train and evaluate read."""
+    from bertclf.data.stores import Inputs
+    from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
+    from bertclf.features import FeaturizeConfig, featurize
+
+    tokenize_splits(root / "data" / "split", encoder, root / "tokens", TokenizeConfig(max_length=max_length))
+    featurize(root / "tokens", encoder, root / "features", FeaturizeConfig(precision="fp32"))
+    return Inputs(root / "features", root / "tokens", encoder)

@@ -23,12 +23,10 @@ from bertclf.combine import combine
 from bertclf.config import TfidfConfig
 from bertclf.data.splitting import multilabel_take
 from bertclf.data.stores import Inputs
-from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.errors import DataError
 from bertclf.evaluation import evaluate, load_predictions
-from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_dir import CONFIG, ModelDir
-from tests.conftest import TINY_ARCHS, run_split_stage, run_train
+from tests.conftest import TINY_ARCHS, run_split_stage, run_train, tiny_inputs
 
 LABELS = ["good", "bad", "sound"]  # a praising word, a damning word, the word "music"
 CUES = {"good": ["great", "wonderful", "excellent", "loved"], "bad": ["awful", "boring", "terrible", "worst"],
@@ -66,10 +64,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Input
     report = run_split_stage(root, {"name": "file", "path": str(src), "task": "multi_label",
                                     "label_columns": ["*"]})
     assert report["task"] == "multi_label"
-    split = root / "data" / "split"
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", TokenizeConfig(max_length=24))
-    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(precision="fp32"))
-    return Inputs(root / "features", root / "tokens", tiny_bert_dir)
+    return tiny_inputs(root, tiny_bert_dir)
 
 
 ARCHS = TINY_ARCHS  # train settings and the arch's knobs

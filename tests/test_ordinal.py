@@ -24,12 +24,10 @@ from bertclf.cli import app
 from bertclf.combine import combine
 from bertclf.config import DataConfig, TfidfConfig
 from bertclf.data.stores import Inputs
-from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.errors import DataError
 from bertclf.evaluation import evaluate, load_predictions
-from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_dir import ModelDir
-from tests.conftest import TINY_ARCHS, run_split_stage, run_train
+from tests.conftest import TINY_ARCHS, run_split_stage, run_train, tiny_inputs
 
 STARS = ["1", "2", "3", "4", "10"]  # numeric order; as text "10" would sort second
 CUES = {"1": ["terrible", "awful"], "2": ["poor", "weak"], "3": ["okay", "fine"], "4": ["good", "nice"],
@@ -59,9 +57,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Input
     assert report["task"] == "ordinal"
     split = root / "data" / "split"
     assert json.loads((split / "labels.json").read_text())["labels"] == STARS
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", TokenizeConfig(max_length=24))
-    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(precision="fp32"))
-    return Inputs(root / "features", root / "tokens", tiny_bert_dir)
+    return tiny_inputs(root, tiny_bert_dir)
 
 
 ARCHS = {**TINY_ARCHS, "finetune": ({"lr": 3e-3, "epochs": 12}, {})}  # 5 ratings need more

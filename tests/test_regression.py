@@ -22,12 +22,10 @@ from bertclf.cli import app
 from bertclf.combine import combine
 from bertclf.config import TfidfConfig
 from bertclf.data.stores import Inputs
-from bertclf.data.tokenization import TokenizeConfig, tokenize_splits
 from bertclf.errors import DataError
 from bertclf.evaluation import evaluate, load_predictions
-from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_dir import ModelDir
-from tests.conftest import TINY_ARCHS, run_split_stage, run_train
+from tests.conftest import TINY_ARCHS, run_split_stage, run_train, tiny_inputs
 
 CUES = {"terrible": 1, "poor": 2, "okay": 3, "good": 4, "superb": 5}
 FILLER = ["the", "movie", "film", "story", "plot", "acting", "scene", "camera", "cast", "script", "ending"]
@@ -58,9 +56,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Input
     meta = json.loads((split / "labels.json").read_text())
     assert meta["labels"] == ["value"] and 1250 < meta["target"]["mean"] < 1350
     assert meta["target"]["std"] > 100
-    tokenize_splits(split, tiny_bert_dir, root / "tokens", TokenizeConfig(max_length=24))
-    featurize(root / "tokens", tiny_bert_dir, root / "features", FeaturizeConfig(precision="fp32"))
-    return Inputs(root / "features", root / "tokens", tiny_bert_dir)
+    return tiny_inputs(root, tiny_bert_dir)
 
 
 ARCHS = {**TINY_ARCHS, "finetune": ({"lr": 3e-3, "epochs": 12}, {})}  # as for ratings
