@@ -98,8 +98,7 @@ def pick_lambda(labels: np.ndarray, p_model: np.ndarray, p_tfidf: np.ndarray,
     key = tasks.HEADLINE[_task(labels, task)]
     curve = [{"lambda": float(lam), **_score(labels, (1 - lam) * p_model + lam * p_tfidf, task=task)}
              for lam in GRID]
-    sign = -1 if key in tasks.LOWER_IS_BETTER else 1
-    best = max(curve, key=lambda r: (sign * r[key], -r.get("log_loss", 0.0)))
+    best = max(curve, key=lambda r: (tasks.ranked(key, r[key]), -r.get("log_loss", 0.0)))
     return best["lambda"], curve
 
 

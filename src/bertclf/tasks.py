@@ -46,11 +46,14 @@ METRICS = {SINGLE: ("acc", "macro_f1"), MULTI: ("jaccard", "micro_f1", "macro_f1
 Scale = tuple[float, float]  # regression: the training targets' mean and standard deviation
 
 
+def ranked(metric: str, score: float) -> float:
+    """`score` on `metric` as a number to maximize: itself, or negated where lower is better (RMSE)."""
+    return -score if metric in LOWER_IS_BETTER else score
+
+
 def better(metric: str, score: float, than: float | None) -> bool:
     """Whether `score` beats `than` (None: nothing yet) on `metric` (RMSE: lower is better)."""
-    if than is None:
-        return True
-    return score < than if metric in LOWER_IS_BETTER else score > than
+    return than is None or ranked(metric, score) > ranked(metric, than)
 
 
 def target_scale(meta: Mapping[str, Any]) -> Scale | None:

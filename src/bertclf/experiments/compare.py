@@ -63,8 +63,7 @@ def _summary(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
     """More seeds first, then the mean validation headline score, the better the higher (RMSE:
     the lower); the name only breaks exact ties."""
-    sign = -1.0 if row.get("metric") in tasks.LOWER_IS_BETTER else 1.0
-    return row["seeds"], sign * (row["val_acc"] or 0.0), row["experiment"]
+    return row["seeds"], tasks.ranked(row.get("metric", "acc"), row["val_acc"] or 0.0), row["experiment"]
 
 
 def dataset_tasks(dataset: str) -> set[str]:

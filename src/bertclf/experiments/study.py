@@ -305,8 +305,8 @@ def select_best(study: Study) -> dict[str, Any]:
     def mean_val(item: tuple[str, list[dict[str, Any]]]) -> tuple[float, int, str]:
         # ties go to the configuration closest to the base (fewest changed factors)
         changed = sum(item[1][0]["config"][k] != base[k] for k in base)
-        sign = -1 if item[1][0].get("metric") in tasks.LOWER_IS_BETTER else 1  # RMSE: the lower the better
-        return sign * sum(r["val_acc"] for r in item[1]) / len(item[1]), -changed, item[0]
+        mean = sum(r["val_acc"] for r in item[1]) / len(item[1])
+        return tasks.ranked(item[1][0].get("metric", "acc"), mean), -changed, item[0]
 
     key, rows = max(groups.items(), key=mean_val)
     config = json.loads(key)
