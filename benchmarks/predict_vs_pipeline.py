@@ -8,8 +8,12 @@ strings in, tokenization included), same max length and truncation (head), same 
   to cut padding; results put back in order), at each batch size; in fp32, and with the model in
   bf16 (`torch_dtype=torch.bfloat16`) where the CPU has bf16 units;
 - ours: `bertclf.load(...).predict_proba` (batches of `--batch-size` sorted by length) in fp32,
-  bf16 autocast where the CPU has bf16 units, and the ONNX exports (fp32, dynamic int8) on
-  onnxruntime.
+  bf16 autocast where the CPU has bf16 units, torch's dynamic int8 linear layers
+  (`precision="int8"`), and the ONNX exports (fp32, dynamic int8) on onnxruntime.
+
+On a CPU with bf16 units, `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` makes oneDNN and
+PyTorch's kernels use AVX2 only (and `has_bf16_units` answer no): an imitation of an AVX2-only
+CPU, said so in the result (`machine.isa_limit`).
 
 The headline compares each of ours with the pipeline's best at the same precision. A warm-up on a
 few texts, then `--repeats` interleaved rounds (`benchlib`); accuracy on the whole split.
@@ -89,6 +93,7 @@ def main() -> None:
     ours: dict[str, TextClassifier] = {"bertclf fp32": clf}
     if bf16:
         ours["bertclf bf16"] = TextClassifier(args.model, batch_size=args.batch_size, precision="bf16")
+    ours["bertclf int8"] = TextClassifier(args.model, batch_size=args.batch_size, precision="int8")
     with tempfile.TemporaryDirectory() as tmp:
         for quantize in (None, "int8"):
             out = export_onnx(args.model, Path(tmp) / f"onnx-{quantize}", quantize)
@@ -124,7 +129,8 @@ def main() -> None:
         "mean_tokens": round(float(lengths.mean()), 1), "repeats": args.repeats,
         "matmul_peak": peak, "pipeline_best": best, "samples_per_s": rows,
     }
-    finish(result, args.out, load_before)
+    limit = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ}
+    finish(result, args.out, load_before, {"isa_limit": limit} if limit else None)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
 from bertclf.data.stores import Inputs
+from bertclf.distributed import is_main_process, launch
 from bertclf.evaluation import evaluate
 from bertclf.runlog import write_report
 from bertclf.tasks import headline_in
@@ -26,9 +27,13 @@ def main() -> None:
     args = parser.parse_args()
 
     runtime = load_config(args.params).runtime
+    if (code := launch(runtime.processes, __spec__.name)) is not None:
+        raise SystemExit(code)  # runtime.processes > 1: the same stage, under torchrun
     report = evaluate(args.model, Inputs(args.features, args.tokens, args.encoder), args.metrics,
                       args.plots, args.predictions, batch_size=runtime.eval_batch_size,
                       device=runtime.device)
+    if not is_main_process():
+        return
     write_report(report, args.report, "eval", args.runlog_dir)
     key = headline_in(report, "val_")  # the task's headline score
     logging.info("val %s %.4f, test %s %.4f", key, report[f"val_{key}"], key, report[f"test_{key}"])

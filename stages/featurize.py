@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
+from bertclf.distributed import is_main_process, launch
 from bertclf.features import featurize
 from bertclf.models import get
 from bertclf.runlog import write_report
@@ -27,8 +28,13 @@ def main() -> None:
 
     config = load_config(args.params)
     needed = get(config.train.arch).reads == "features"
+    if needed and (code := launch(config.runtime.processes, __spec__.name)) is not None:
+        raise SystemExit(code)  # runtime.processes > 1: the same stage, under torchrun
     report = featurize(args.tokens, args.encoder, args.out, config.featurize,
-                       encoder_name=config.encoder.name, needed=needed, threads=config.runtime.threads)
+                       encoder_name=config.encoder.name, needed=needed, threads=config.runtime.threads,
+                       device=config.runtime.device)
+    if not is_main_process():
+        return
     write_report(report, args.report, "featurize", args.runlog_dir)
     if needed:
         logging.info("featurized %d docs: %.0f tokens/s, %.1f MB", report["docs"], report["tokens_per_s"],

@@ -11,6 +11,7 @@ from pathlib import Path
 from bertclf.atomic import write_json
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
+from bertclf.distributed import is_main_process, launch
 from bertclf.pretrain import pretrain
 from bertclf.runlog import write_report
 
@@ -28,7 +29,11 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.params)
-    report = pretrain(args.tokens, args.encoder, args.out, config.pretrain)
+    if config.pretrain.steps and (code := launch(config.runtime.processes, __spec__.name)) is not None:
+        raise SystemExit(code)  # runtime.processes > 1: the same stage, under torchrun
+    report = pretrain(args.tokens, args.encoder, args.out, config.pretrain, device=config.runtime.device)
+    if not is_main_process():
+        return
     scores = {k: report[k] for k in ("mlm_loss_before", "mlm_loss_after") if k in report}
     write_json(args.metrics, scores)
     write_report(report, args.report, "pretrain", args.runlog_dir)

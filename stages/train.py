@@ -13,8 +13,8 @@ from pathlib import Path
 from bertclf.cli_support import run_stage
 from bertclf.config import load_config
 from bertclf.data.stores import Inputs
+from bertclf.distributed import is_main_process, launch
 from bertclf.runlog import write_report
-from bertclf.training.distributed import is_main_process
 from bertclf.training.loop import TrainOutputs, train
 
 
@@ -27,7 +27,10 @@ def main() -> None:
                         help="where the run log (timings, machine) goes; untracked")
     args = parser.parse_args()
 
-    report = train(load_config(args.params), Inputs(args.features, args.tokens, args.encoder),
+    config = load_config(args.params)
+    if (code := launch(config.runtime.processes, __spec__.name)) is not None:
+        raise SystemExit(code)  # runtime.processes > 1: the same stage, under torchrun
+    report = train(config, Inputs(args.features, args.tokens, args.encoder),
                    TrainOutputs(args.model, args.checkpoints, args.metrics, args.plots))
     if is_main_process():
         write_report(report, args.report, "train", args.runlog_dir)

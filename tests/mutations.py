@@ -138,6 +138,22 @@ MUTATIONS = (
     Mutation("a tokenizer naming its own code is loaded", "src/bertclf/data/tokenization.py",
              "    if custom:\n", "    if False:\n",
              ("tests/test_predict.py::test_a_model_directory_naming_its_own_tokenizer_code_is_refused_not_run",)),
+    Mutation("an encoder shipped in fp16 trains fp16 master weights", "src/bertclf/encoder.py",
+             '**{"dtype": torch.float32, **extra}', "**extra",
+             ("tests/test_precision.py::test_an_encoder_shipped_in_fp16_loads_as_fp32_master_weights",)),
+    Mutation("auto on a GPU without bf16 runs fp32, not fp16", "src/bertclf/inference.py",
+             '    return "fp16" if device.type == "cuda" else "fp32"', '    return "fp32"',
+             ("tests/test_precision.py::test_auto_precision_by_device",)),
+    Mutation("fp16's loss scale is left out of the checkpoint", "src/bertclf/training/checkpoints.py",
+             '        rng["scaler"] = scaler.state_dict()', "        pass",
+             ("tests/test_precision.py::test_fp16_fine_tuning_learns_and_checkpoints_its_loss_scale",)),
+    Mutation("featurize under several processes writes only rank 0's batches", "src/bertclf/features.py",
+             "                              shard=(ddp.rank, ddp.world))",
+             "                              shard=(ddp.rank, ddp.world) if ddp.is_main else (1, 1))",
+             ("tests/test_distributed.py::test_two_gloo_processes_from_the_stages_match_one_process",)),
+    Mutation("a GPU training test whose bar cannot be reached", "tests/test_cuda.py",
+             "layerwise_param_groups(model, 3e-3,", "layerwise_param_groups(model, 3e-5,",
+             ("tests/test_cuda.py::test_training_steps_on_the_gpu_learn",)),
 )
 
 
@@ -167,7 +183,8 @@ def run(mutation: Mutation) -> tuple[str, float, str]:
         if text.count(mutation.old) != 1:
             raise SystemExit(f"{mutation.name}: the text to change is not in {mutation.file} exactly once")
         target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": str(root / "src")}
+        # the CUDA tests run on the CPU here (their own switch), so their mutations are checked too
+        env = {**os.environ, "PYTHONPATH": str(root / "src"), "BERTCLF_CUDA_TESTS_ON": "cpu"}
         t0 = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                *mutation.tests], cwd=root, env=env, capture_output=True, text=True)

@@ -15,7 +15,7 @@ from bertclf.models import ARCHS
 LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("0 foundation", "foundation", ("__init__.py", "errors.py", "atomic.py", "config.py", "codedeps.py",
                                     "runlog.py", "live.py", "plotting.py", "cli_support.py", "progress.py",
-                                    "tasks.py")),
+                                    "tasks.py", "distributed.py")),
     ("1 data", "data", ("data/",)),
     ("2 models", "models", ("encoder.py", "models/", "inference.py", "model_dir.py", "model_card.py")),
     ("3 tasks", "training", ("training/",)),

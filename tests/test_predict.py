@@ -200,7 +200,8 @@ def test_version_and_choices_in_help() -> None:
     assert result.exit_code == 0 and result.stdout.strip() == f"bertclf {bertclf.__version__}"
     result = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert "[default: auto]" in result.stdout
-    for choices in ("auto", "cpu", "cuda"), ("fp32", "bf16"), ("jsonl", "csv", "tsv", "parquet"):
+    assert "auto (the GPU if there is one) | cpu | cuda | cuda:N" in result.stdout
+    for choices in ("fp32", "bf16", "fp16"), ("jsonl", "csv", "tsv", "parquet"):
         assert "|".join(choices) in result.stdout, choices
     result = runner.invoke(app, ["predict", "--device", "gpu", "x"])
     assert result.exit_code == 2 and "'gpu' is not one of" in result.output
@@ -542,6 +543,23 @@ def test_precision_auto_is_bf16_exactly_where_the_hardware_has_bf16_units(finetu
     texts = ["great wonderful film.", "awful boring mess."]
     fast, exact = clf.predict_proba(texts), bertclf.load(finetuned).predict_proba(texts)
     assert (fast.argmax(1) == exact.argmax(1)).all() and np.abs(fast - exact).max() < 0.05
+
+
+def test_int8_runs_quantized_linear_layers_with_the_same_answers(finetuned: Path, trained: Path) -> None:
+    """--precision int8: the transformer's linear layers (finetune) or the encoder's (the archs over
+    token vectors) become dynamic int8 ones; the answers stay those of fp32."""
+    texts = ["great wonderful film.", "awful boring mess.", "a fine movie with good acting.",
+             "the worst plot and terrible acting."]
+    for model in (finetuned, trained / "model"):
+        exact, int8 = bertclf.load(model), bertclf.load(model, precision="int8")
+        if int8.family.reads == "tokens" and not int8.family.bf16_by_default:
+            continue  # cnn / rnn: small learned-embedding models stay fp32
+        modules = (int8.model if int8.family.reads == "tokens" else int8.encoder).modules()
+        assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in modules), model
+        a, b = exact.predict_proba(texts), int8.predict_proba(texts)
+        assert (a.argmax(1) == b.argmax(1)).all() and np.abs(a - b).max() < 0.1
+    with pytest.raises(BertclfError, match="int8 runs on the CPU"):
+        bertclf.load(finetuned, precision="int8", device="cuda")
 
 
 # bertclf.json as bertclf wrote it at 7ba0220 (format 1): every arch's knobs and the dimensions in

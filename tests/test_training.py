@@ -27,7 +27,7 @@ from tests.featurefixtures import write_features
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"train": 240, "val": 60, "test": 60}
-RUN_FACTS = ("train_seconds", "train_docs_per_s", "resumed_from_epoch", "key_seconds")
+RUN_FACTS = ("train_seconds", "train_docs_per_s", "resumed_from_epoch", "key_seconds", "epoch_seconds")
 
 
 @pytest.fixture(scope="module")

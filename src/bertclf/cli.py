@@ -122,16 +122,26 @@ def compare(
 MODEL_OPTION = typer.Option("--model", "-m", help="a trained model directory (or an exported one)")
 
 
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+DEVICE_HELP = "where the model runs: auto (the GPU if there is one) | cpu | cuda | cuda:N"
+
+
+def _device(value: str) -> str:
+    """--device checked as it is parsed: auto, cpu, cuda or cuda:N."""
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+PRECISION_HELP = ("auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU has bf16 units, fp16 on other GPUs, "
+                  "else fp32; int8: dynamic int8 linear layers (CPU)")
 
 
 class Precision(StrEnum):
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
 
 
 class Format(StrEnum):
@@ -169,9 +179,8 @@ def predict(
     interactive: Annotated[bool, typer.Option("--interactive", help="a prompt loop with line editing and "
                                               "history; Ctrl-D quits")] = False,
     top_k: Annotated[int, typer.Option(help="classes shown per text")] = 3,
-    device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU "
-                                                 "has bf16 units, else fp32")] = Precision.auto,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device)] = "auto",
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
 ) -> None:
     """Classify new text with a trained model: arguments, a file, standard input, or a prompt.
@@ -197,7 +206,7 @@ def predict(
         output_format(output, fmt)
     if sys.stderr.isatty():
         typer.echo(f"loading {model}...", err=True)
-    clf = load(model, device=device.value, precision=precision.value, batch_size=batch_size)
+    clf = load(model, device=device, precision=precision.value, batch_size=batch_size)
     if interactive:
         banner = (f"{clf.arch} model, {len(clf.labels)} labels ({', '.join(clf.labels[:8])}"
                   f"{', ...' if len(clf.labels) > 8 else ''}). Type a text and press Enter; Ctrl-D quits.")
@@ -233,9 +242,8 @@ def serve(
     max_body_kb: Annotated[int, typer.Option(help="request body size, at most (KiB)")] = 1024,
     batch_size: Annotated[int, typer.Option(help="texts per forward pass, from concurrent requests")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits for more requests")] = 5.0,
-    device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU "
-                                                 "has bf16 units, else fp32")] = Precision.auto,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device)] = "auto",
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve a model over HTTP: POST /predict {"texts": [...]}, GET /health (Ctrl-C stops, gracefully).
@@ -257,7 +265,7 @@ def serve(
         typer.echo("error: --max-texts, --max-body-kb and --batch-size must be positive, --max-wait-ms "
                    "not negative", err=True)
         raise typer.Exit(2)
-    clf = load(model, device=device.value, precision=precision.value, batch_size=batch_size)
+    clf = load(model, device=device, precision=precision.value, batch_size=batch_size)
     limits = Limits(max_texts=max_texts, max_body_bytes=max_body_kb << 10, max_batch=batch_size,
                     max_wait_ms=max_wait_ms)
     serve(clf, host, port, limits, access_log)
@@ -270,9 +278,8 @@ def bench(
         "data/split/test.parquet"),
     batch_sizes: Annotated[str, typer.Option(help="comma-separated")] = "1,8,32,128",
     limit: Annotated[int, typer.Option(help="texts used (the first N)")] = 1000,
-    device: Annotated[Device, typer.Option(help="where the model runs")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="auto: bf16 where the CPU (AMX, AVX512-BF16) or GPU "
-                                                 "has bf16 units, else fp32")] = Precision.auto,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device)] = "auto",
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     threads: Annotated[int, typer.Option(help="torch threads; 0 = default")] = 0,
     out: Annotated[Path, typer.Option(help="writes OUT.json and OUT.md")] = Path("reports/bench"),
 ) -> None:
@@ -282,7 +289,7 @@ def bench(
 
     sizes = _int_list(batch_sizes, "--batch-sizes")
     texts = read_bench_texts(data, limit)
-    clf = load(model, device=device.value, precision=precision.value, threads=threads)
+    clf = load(model, device=device, precision=precision.value, threads=threads)
     report = run_bench(clf, texts, sizes)
     report["data"] = str(data)
     json_path, md_path = write_bench(report, out)

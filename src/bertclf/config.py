@@ -147,6 +147,9 @@ class PretrainConfig:
     warmup_ratio: float = 0.1
     eval_fraction: float = 0.05
     seed: int = 42
+    # auto: bf16 autocast on a GPU with bf16 units, fp16 with a gradient scaler on one without,
+    # fp32 on a CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     def check(self) -> None:
         _check(self.steps >= 0 and 0 < self.mask_prob < 1 and 0 < self.eval_fraction < 1,
@@ -157,8 +160,9 @@ class PretrainConfig:
 class FeaturizeConfig:
     layers: Literal["last", "mean_last_4", "sum_last_4", "concat_last_4"] = "mean_last_4"
     max_batch_tokens: int = 2048  # padded tokens per encoder pass (batches are grouped by length)
-    # auto: bf16 weights where the CPU (or GPU) has bf16 units, else fp32
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # auto: bf16 weights where the CPU (or GPU) has bf16 units, fp16 weights on a GPU without
+    # them, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     def check(self) -> None:
         _check(self.max_batch_tokens >= 1, "featurize.max_batch_tokens must be positive")
@@ -184,8 +188,9 @@ class TrainConfig:
     # positives weighed by its negatives / positives (BCE's pos_weight)
     class_weights: Literal["none", "balanced"] = "none"
     grad_clip: float = 5.0  # 0: no clipping
-    # auto: bf16 autocast for finetune on GPUs and bf16-capable CPUs
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # auto: for finetune bf16 autocast on GPUs and CPUs with bf16 units, fp16 autocast with a
+    # gradient scaler on GPUs without them (V100, T4); fp32 for the other archs
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # final retrain on train + validation (no early stopping, the last epoch is kept)
     train_on_val: bool = False
     # deterministic algorithms only (torch.use_deterministic_algorithms): the same result on a GPU
@@ -290,7 +295,10 @@ class TfidfConfig:
 class RuntimeConfig:
     """How to compute, not what: no stage declares these, so changing them re-runs nothing."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # processes per stage for featurize, pretrain, train and evaluate, started by the stage under
+    # torchrun (one per GPU; gloo on a CPU); auto: the number of visible GPUs (1 without one)
+    processes: int | Literal["auto"] = 1
     threads: int = 0  # torch threads; 0: torch's default
     compile: bool = False  # torch.compile the model (GPU)
     eval_batch_size: int = 256  # documents per batch when scoring
@@ -298,6 +306,11 @@ class RuntimeConfig:
 
     def check(self) -> None:
         _check(self.threads >= 0, "runtime.threads must be 0 (default) or positive")
+        _check(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
+                                                          and self.device[5:].isdigit()),
+               f"runtime.device={self.device!r} must be auto, cpu, cuda or cuda:N")
+        _check(self.processes == "auto" or self.processes >= 1,
+               "runtime.processes must be auto or a positive integer")
         _check(self.eval_batch_size >= 1 and self.log_every >= 1,
                "runtime.eval_batch_size and runtime.log_every must be positive")
 

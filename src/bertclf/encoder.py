@@ -26,7 +26,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 def from_local(auto_class: Any, model_dir: Path, **kwargs: Any) -> Any:
     """`auto_class.from_pretrained(model_dir)`: local files, safetensors, no remote code, SDPA
-    attention where the class takes it, no progress bars."""
+    attention where the class takes it, no progress bars, fp32 weights.
+
+    transformers 5 loads a checkpoint in the dtype it was saved in: an encoder shipped in fp16
+    would otherwise train fp16 master weights (AdamW's second moments round to zero), and run
+    fp16 where the CPU has no fp16 kernels. Precision is chosen at run time instead (bf16 / fp16
+    weights or autocast, `bertclf.inference.resolve_precision`)."""
     from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
@@ -34,7 +39,7 @@ def from_local(auto_class: Any, model_dir: Path, **kwargs: Any) -> Any:
 
     def load(**extra: Any) -> Any:
         return auto_class.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False,
-                                          use_safetensors=True, **extra)
+                                          use_safetensors=True, **{"dtype": torch.float32, **extra})
 
     try:
         try:
@@ -112,16 +117,19 @@ def batch_encoder(model: torch.nn.Module, layers: str, pad_id: int,
 
 
 def encode_documents(encode: Callable[[list[np.ndarray]], torch.Tensor], flat_ids: np.ndarray,
-                     offsets: np.ndarray, max_batch_tokens: int, out: np.ndarray, desc: str | None = None
-                     ) -> int:
+                     offsets: np.ndarray, max_batch_tokens: int, out: np.ndarray, desc: str | None = None,
+                     shard: tuple[int, int] = (0, 1)) -> int:
     """Write the float16 vectors of every document (ids ``flat_ids[offsets[i]:offsets[i + 1]]``)
     into rows ``offsets[i]:offsets[i + 1]`` of `out`, batched by length; returns the padded
-    tokens computed. `desc` names the work in progress reports."""
+    tokens computed. `desc` names the work in progress reports. With ``shard=(rank, world)`` only
+    every `world`-th batch from `rank` on: the batches, and so the vectors, are those of one
+    process."""
     lengths = np.diff(offsets)
     padded = 0
-    batches = length_batches(lengths, max_batch_tokens)
+    rank, world = shard
+    batches = length_batches(lengths, max_batch_tokens)[rank::world]
     if desc:
-        batches = track(batches, len(lengths), desc, "docs", size=len)
+        batches = track(batches, sum(map(len, batches)), desc, "docs", size=len)
     for batch in batches:
         vectors = encode([flat_ids[offsets[i]:offsets[i + 1]] for i in batch]).to(torch.float16).numpy()
         padded += vectors.shape[0] * vectors.shape[1]

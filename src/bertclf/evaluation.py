@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from sklearn.metrics import confusion_matrix
 
 from bertclf import tasks
 from bertclf.atomic import atomic_path
 from bertclf.data.stores import Inputs
+from bertclf.distributed import init_distributed
 from bertclf.inference import predict_logits, resolve_device
-from bertclf.live import StageLive
+from bertclf.live import StageLogger, open_live
 from bertclf.model_dir import ModelDir
 from bertclf.plotting import plot_confusion, plot_precision_recall, plot_predicted_vs_true
 
@@ -33,21 +35,30 @@ def evaluate(model_dir: Path, inputs: Inputs, metrics: Path, plots: Path, predic
     """The task's scores (accuracy and macro-F1; multi-label: Jaccard, micro- and macro-F1 and
     more), per-class scores, plots and throughput of the saved model.
 
-    Returns the whole report; the headline scores are also the stage's metrics file.
+    Returns the whole report; the headline scores are also the stage's metrics file. Under
+    torchrun each process scores its share of the documents and rank 0 writes (the others return
+    an empty report).
     """
     md = ModelDir.read(model_dir)
     arch, labels, task = md.family, list(md.labels), md.task
-    torch_device = resolve_device(device)
+    ddp = init_distributed()
+    torch_device = ddp.device(resolve_device(device))
     model = md.load_model().to(torch_device)
-    live = StageLive(metrics, plots)
-    report: dict[str, Any] = {"arch": arch.name}
-    tables = {}
+    report: dict[str, Any] = {"arch": arch.name, "device": str(torch_device), "processes": ddp.world}
+    scored = {}
     for split in ("val", "test"):
         store = inputs.open(arch.reads, split)
         t0 = time.perf_counter()
         logits = predict_logits(model, store, lambda st, idx: arch.batch(st, idx, md.knobs, md.dims),
-                                batch_size, torch_device, desc=f"evaluate {split}")
-        seconds = time.perf_counter() - t0
+                                batch_size, torch_device, md.dims.num_labels,
+                                subset=np.arange(len(store))[ddp.rank::ddp.world],
+                                desc=f"evaluate {split}" if ddp.is_main else None)
+        scored[split] = store, ddp.all_sum(torch.from_numpy(logits)).numpy(), time.perf_counter() - t0
+    if not ddp.is_main:
+        return {}
+    live = open_live(metrics, plots)
+    tables = {}
+    for split, (store, logits, seconds) in scored.items():
         pred = tasks.decide_logits(task, logits, md.thresholds)
         tables[split] = prediction_table(store, logits, pred, labels, task)
         scores = tasks.scores(task, store.labels, pred, labels)
@@ -108,7 +119,7 @@ PREDICTIONS_META = "bertclf"  # the key of a predictions table's metadata: its t
 
 
 def plot_test(store: Any, logits: np.ndarray, pred: np.ndarray, labels: list[str], md: ModelDir,
-              scores: dict[str, Any], live: StageLive, plots: Path) -> dict[str, Any]:
+              scores: dict[str, Any], live: StageLogger, plots: Path) -> dict[str, Any]:
     """Per-class (or per-label) F1 as dvclive data; the confusion matrix (single-label, ordinal),
     a precision-recall curve per label (multi-label), or predicted against true values
     (regression), as dvclive data and a PNG."""

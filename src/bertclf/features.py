@@ -4,12 +4,14 @@ The encoder (`bertclf.encoder`) runs in ``torch.inference_mode()`` over batches 
 similar length, so almost no padding is computed, and vectors are written straight into the
 memory map: the whole feature set is never held in RAM. The directory layout is
 `bertclf.data.stores`' (``<split>.npy``, ``<split>.index.parquet``, ``meta.json``). With
-``featurize.precision`` bf16 (or auto on a CPU with bf16 units) the encoder runs on bf16 weights;
-its layers are combined in fp32.
+``featurize.precision`` bf16 (or auto on a CPU or GPU with bf16 units) the encoder runs on bf16
+weights, with fp16 on fp16 weights (auto on a GPU without bf16); its layers are combined in fp32.
+``runtime.device`` says where it runs, ``runtime.processes`` in how many processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -27,14 +29,17 @@ import torch
 from bertclf.atomic import atomic_path, recover, write_json
 from bertclf.config import FeaturizeConfig
 from bertclf.data.stores import INDEX_SUFFIX
+from bertclf.distributed import SINGLE, Dist, init_distributed
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder, output_dim
 from bertclf.errors import BertclfError
-from bertclf.inference import resolve_precision
+from bertclf.inference import HALF, resolve_device, resolve_precision
 
 
 def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: FeaturizeConfig,
-                    pad_id: int) -> dict[str, Any]:
-    """Write ``<split>.npy`` and ``<split>.index.parquet`` for one tokenized split."""
+                    pad_id: int, device: torch.device, ddp: Dist = SINGLE) -> dict[str, Any]:
+    """Write ``<split>.npy`` and ``<split>.index.parquet`` for one tokenized split; with several
+    processes each encodes every `world`-th batch into the one memory map rank 0 made, so the
+    store is the one a single process writes."""
     table = pq.read_table(tokens, columns=["id", "label", "input_ids", "length", "sentence_lengths"])
     lengths = table.column("length").to_numpy().astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -44,13 +49,22 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     name = tokens.stem
     t0 = time.perf_counter()
     path = out_dir / f"{name}.npy"
-    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), dim))
-    reserve(path)
-    padded = encode_documents(batch_encoder(model, cfg.layers, pad_id), flat_ids, offsets,
-                              cfg.max_batch_tokens, store, desc=f"featurize {name}")
+    if ddp.is_main:
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), dim))
+        reserve(path)
+    ddp.barrier()
+    if not ddp.is_main:
+        store = np.lib.format.open_memmap(path, mode="r+")
+    padded = encode_documents(batch_encoder(model, cfg.layers, pad_id, device), flat_ids, offsets,
+                              cfg.max_batch_tokens, store, desc=f"featurize {name}" if ddp.is_main else None,
+                              shard=(ddp.rank, ddp.world))
     store.flush()
     del store
+    padded = int(ddp.all_sum(torch.tensor(padded, dtype=torch.int64)))
+    ddp.barrier()  # every rank's rows are on disk
     seconds = time.perf_counter() - t0
+    if not ddp.is_main:
+        return {}
     pq.write_table(pa.table({
         "id": table.column("id"),
         "label": table.column("label"),
@@ -103,42 +117,57 @@ def reserve(path: Path) -> None:
 
 
 def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConfig, encoder_name: str = "",
-              needed: bool = True, threads: int = 0) -> dict[str, Any]:
-    """Featurize every tokenized split in `tokens_dir` into `out` (atomically); return the counts
-    and throughput.
+              needed: bool = True, threads: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """Featurize every tokenized split in `tokens_dir` into `out` (atomically) on `device` (auto,
+    cpu, cuda, cuda:N); return the counts and throughput. Under torchrun the processes share the
+    documents and rank 0 returns the report (the others an empty one).
 
     With `needed` false (an arch that reads token ids), only the metadata is written: no
     encoder pass, and DVC keeps the features of earlier runs in its cache for when they return.
     """
+    splits = sorted(tokens_dir.glob("*.parquet"))
+    if needed and not splits:
+        raise BertclfError(f"{tokens_dir}: no tokenized splits (*.parquet) there: run the tokenize stage "
+                           "first (dvc repro tokenize)")
+    ddp = init_distributed()
     if not needed:
-        with atomic_path(out, is_dir=True) as tmp:
-            write_json(tmp / "meta.json", {"skipped": "the arch reads token ids, not features"})
+        if ddp.is_main:
+            with atomic_path(out, is_dir=True) as tmp:
+                write_json(tmp / "meta.json", {"skipped": "the arch reads token ids, not features"})
         return {"skipped": True, "docs": 0, "tokens": 0, "bytes": 0}
-    recover(out)  # a killed run's temporaries (gigabytes for IMDB) go before the space is counted
+    if ddp.is_main:
+        recover(out)  # a killed run's temporaries (gigabytes for IMDB) go before the space is counted
     if threads:
         torch.set_num_threads(threads)
-    model = load_encoder(encoder_dir)
-    precision = resolve_precision(cfg.precision, torch.device("cpu"))
-    if precision == "bf16":
-        model.to(torch.bfloat16)
-    check_space(tokens_dir, out, output_dim(model.config, cfg.layers))
+    where = ddp.device(resolve_device(device))
+    model = load_encoder(encoder_dir, str(where))
+    precision = resolve_precision(cfg.precision, where)
+    if precision in HALF:  # the encoder on 16-bit weights; its layers are combined in fp32
+        model.to(HALF[precision])
+    if ddp.is_main:
+        check_space(tokens_dir, out, output_dim(model.config, cfg.layers))
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tok_meta_path = tokens_dir / "meta.json"
     tok_meta = json.loads(tok_meta_path.read_text()) if tok_meta_path.exists() else {}
     report: dict[str, Any] = {"skipped": False, "layers": cfg.layers, "precision": precision,
+                              "device": str(where), "processes": ddp.world,
                               "threads": torch.get_num_threads(), "splits": {}}
-    with atomic_path(out, is_dir=True) as tmp:
-        for tokens in sorted(tokens_dir.glob("*.parquet")):
+    with atomic_path(out, is_dir=True) if ddp.is_main else contextlib.nullcontext() as made:
+        tmp = Path(ddp.broadcast(str(made) if ddp.is_main else None))
+        for tokens in splits:
             try:
-                report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id)
+                report["splits"][tokens.stem] = featurize_split(model, tokens, tmp, cfg, pad_id, where, ddp)
             except OSError as exc:  # name the output the user knows, not its temporary
                 if not exc.filename or str(tmp) not in str(exc.filename):
                     raise
                 shown = str(exc.filename).replace(str(tmp), str(out))
                 raise OSError(exc.errno, exc.strerror, shown) from None
         dim = output_dim(model.config, cfg.layers)
-        write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
-                                       "dim": dim, "precision": precision})
+        if ddp.is_main:
+            write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
+                                           "dim": dim, "precision": precision})
+    if not ddp.is_main:
+        return {}
     parts = list(report["splits"].values())
     seconds = sum(p["seconds"] for p in parts)
     tokens = sum(p["tokens"] for p in parts)

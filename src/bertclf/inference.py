@@ -37,17 +37,27 @@ def has_bf16_units(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}  # the 16-bit precisions and their dtypes
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` is bf16 where `device` has bf16 units (there bf16 weights run several times faster
-    at the same accuracy), else exact fp32; fp32 and bf16 stay as they are."""
-    if precision == "auto":
-        return "bf16" if has_bf16_units(device) else "fp32"
-    return precision
+    """`auto` is bf16 where `device` has bf16 units (there bf16 runs several times faster at the
+    same accuracy), fp16 on a GPU without them (V100, T4: tensor cores, with a gradient scaler when
+    training), else exact fp32; an explicit fp32, bf16 or fp16 stays as it is."""
+    if precision not in PRECISIONS:
+        raise BertclfError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if has_bf16_units(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on `device` when `bf16`, else nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to `precision`'s 16-bit type on `device` (bf16, fp16), or nothing (fp32)."""
+    dtype = HALF.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 @torch.inference_mode()

@@ -22,7 +22,7 @@ from bertclf.atomic import write_json
 # Keys (at any depth) whose values differ between runs of the same computation.
 RUN_KEYS = frozenset({
     "seconds", "docs_per_s", "tokens_per_s", "threads", "train_seconds", "train_docs_per_s",
-    "test_docs_per_s", "device", "resumed_from_epoch", "key_seconds",
+    "test_docs_per_s", "device", "resumed_from_epoch", "key_seconds", "epoch_seconds",
 })
 
 

@@ -26,11 +26,10 @@ from bertclf.data.stores import Batch, FeatureStore, TokenStore, pad_ids
 from bertclf.data.tokenization import DocumentTokenizer, load_tokenizer
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder
 from bertclf.errors import BertclfError
-from bertclf.inference import autocast, predict_logits, resolve_device, resolve_precision
+from bertclf.inference import HALF, autocast, predict_logits, resolve_device, resolve_precision
 from bertclf.model_dir import ModelDir
 from bertclf.models.finetune import pool_windows
 
-PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has bf16 units
 MAX_BATCH_TOKENS = 8192  # padded tokens per encoder pass (token-vector models), as featurize's default
 # padded tokens per forward pass of a token-id model (at most `batch_size` texts): a fixed token
 # budget keeps long texts from making huge batches and short ones from making tiny passes
@@ -139,13 +138,24 @@ def check_texts(texts: Sequence[Any]) -> None:
                                f"({text[exc.start]!r}); send UTF-8 text") from None
 
 
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """`model` with every linear layer dynamically quantized to int8 (weights int8 per tensor,
+    activations quantized per batch at run time): torch's dynamic quantization, for CPUs without
+    bf16 units."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch notes that quantized tensors are to move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
 class TextClassifier:
     """A trained model plus its preprocessing: raw strings in, labels and probabilities out."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", precision: str = "fp32",
                  batch_size: int = 64, threads: int = 0):
-        if precision not in PRECISIONS:
-            raise BertclfError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if threads:
             torch.set_num_threads(threads)
         self.md = md = ModelDir.read(model_dir)
@@ -153,20 +163,24 @@ class TextClassifier:
         self.labels, self.text_columns = list(md.labels), list(md.text_columns)
         self.answers = Answers(self.labels, md.thresholds if md.task == tasks.MULTI else None, md.task)
         self.tokenize_cfg = md.tokenize
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        if precision == "int8" and device not in ("auto", "cpu"):
+            raise BertclfError(f"precision int8 runs on the CPU (dynamic int8 linear layers), not on "
+                               f"{device}: use --device cpu")
+        self.device = resolve_device("cpu" if precision == "int8" else device)
+        self.precision = "int8" if precision == "int8" else resolve_precision(precision, self.device)
         if md.task == tasks.REGRESSION and precision == "auto":  # bf16 keeps 3 digits: 1503 would read 1496
             self.precision = "fp32"
         self.batch_size = batch_size
         self.runtime = md.runtime.format
         self.tokenizer = DocumentTokenizer(load_tokenizer(md.tokenizer_dir),
                                            md.tokenize)
-        # bf16: a pre-trained transformer runs on bf16 weights (no per-step casts; faster than
-        # autocast at the same accuracy, docs/SPEED.md), a small head under bf16 autocast
-        self.bf16_weights = (self.precision == "bf16" and self.runtime != "onnx"
-                             and self.family.reads == "tokens" and self.family.bf16_by_default)
+        # bf16 / fp16: a pre-trained transformer runs on 16-bit weights (no per-step casts; faster
+        # than autocast at the same accuracy, docs/SPEED.md), a small head under autocast
+        self.half_weights = (HALF.get(self.precision) if self.runtime != "onnx"
+                             and self.family.reads == "tokens" and self.family.bf16_by_default else None)
         self.model = self._model(threads)
         # models over token vectors: the encoder that turns token ids into the vectors they read
+        self.encoder: nn.Module | None = None  # (its PyTorch module, where it is one)
         self.encode_ids = self._encoder(threads) if self.family.reads == "features" else None
 
     def _model(self, threads: int) -> nn.Module:
@@ -174,7 +188,9 @@ class TextClassifier:
         if self.runtime == "onnx" and self.family.export == "model":
             return OnnxClassifier(md.need(md.onnx_file), threads, getattr(md.knobs, "window_pool", "mean"))
         model = md.load_model().to(self.device)
-        return model.to(torch.bfloat16) if self.bf16_weights else model
+        if self.precision == "int8" and self.family.reads == "tokens" and self.family.bf16_by_default:
+            return quantize_int8(model)
+        return model.to(self.half_weights) if self.half_weights else model
 
     def _encoder(self, threads: int) -> Callable[[list[np.ndarray]], torch.Tensor]:
         md = self.md
@@ -182,8 +198,11 @@ class TextClassifier:
         if self.runtime == "onnx":
             return OnnxEncoder(md.need(md.onnx_file), pad_id, threads)
         encoder = load_encoder(md.need(md.encoder_dir), str(self.device))
-        if self.precision == "bf16":
-            encoder.to(torch.bfloat16)
+        if self.precision in HALF:
+            encoder.to(HALF[self.precision])
+        elif self.precision == "int8":
+            encoder = quantize_int8(encoder)
+        self.encoder = encoder
         return batch_encoder(encoder, md.layers or "last", pad_id, self.device)
 
     # ---- the three steps: text -> token ids -> model input store -> logits
@@ -202,11 +221,12 @@ class TextClassifier:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         vectors = np.zeros((int(offsets[-1]), self.md.dims.input_dim), dtype=np.float16)
         flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
-        encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)  # bf16 weights or fp32
+        encode_documents(self.encode_ids, flat, offsets, MAX_BATCH_TOKENS, vectors)  # 16-bit weights or fp32
         return FeatureStore.from_arrays(vectors, lengths, encoded["sentence_lengths"])
 
     def _autocast(self) -> Any:
-        return autocast(self.device, self.precision == "bf16" and not self.bf16_weights)
+        exact = self.half_weights or self.precision == "int8"  # the weights carry the precision
+        return autocast(self.device, "fp32" if exact else self.precision)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw scores ``[len(texts), num_labels]``."""

@@ -86,13 +86,16 @@ def _canonical(obj: Any) -> Any:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    state: dict[str, Any], key: str) -> None:
-    """Write ``epoch_<N>/`` whole (weights, optimizer, scheduler, RNG, loop state and the key)."""
+                    state: dict[str, Any], key: str, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Write ``epoch_<N>/`` whole (weights, optimizer, scheduler, fp16's loss scale, RNG, loop
+    state and the key)."""
     from safetensors.torch import save_file
 
     rng = {"torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if scaler is not None and scaler.is_enabled():
+        rng["scaler"] = scaler.state_dict()
     with atomic_path(path, is_dir=True) as tmp:
         save_file(model.state_dict(), tmp / WEIGHTS)
         torch.save(_canonical({"key": key, "optimizer": optimizer.state_dict(),
@@ -108,14 +111,17 @@ class Checkpoint:
 
 
 def restore(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-            device: torch.device) -> dict[str, Any]:
-    """Put `ckpt`'s weights, optimizer, scheduler and random state back; returns its loop state."""
+            device: torch.device, scaler: torch.amp.GradScaler | None = None) -> dict[str, Any]:
+    """Put `ckpt`'s weights, optimizer, scheduler, loss scale and random state back; returns its
+    loop state."""
     from safetensors.torch import load_file
 
     saved = ckpt.saved
     model.load_state_dict(load_file(ckpt.path / WEIGHTS, device=str(device)))
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
+    if scaler is not None and "scaler" in saved:
+        scaler.load_state_dict(saved["scaler"])
     torch.set_rng_state(saved["torch_rng"])
     if "cuda_rng" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda_rng"])

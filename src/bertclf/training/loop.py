@@ -26,16 +26,16 @@ from torch.nn.parallel import DistributedDataParallel
 from bertclf import tasks
 from bertclf.config import Config
 from bertclf.data.stores import Inputs, concat, epoch_batches
+from bertclf.distributed import Dist, init_distributed
 from bertclf.errors import BertclfError
-from bertclf.inference import autocast, has_bf16_units, predict_logits, resolve_device
-from bertclf.live import StageLive
+from bertclf.inference import autocast, predict_logits, resolve_device, resolve_precision
+from bertclf.live import StageLogger, open_live
 from bertclf.model_card import model_card, model_params
 from bertclf.model_dir import save_model_dir, trained_model_dir
 from bertclf.models import Dims, dims_for, get
 from bertclf.plotting import plot_loss
 from bertclf.progress import track
 from bertclf.training import checkpoints
-from bertclf.training.distributed import Dist, init_distributed
 from bertclf.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
             labels = torch.from_numpy(run.train_set.labels[rows]).to(run.device)
             batch_labels = torch.from_numpy(run.train_set.labels[idx]).to(run.device)
             denominator = tasks.loss_weight(run.task, batch_labels, run.weights)
-            with autocast(run.device, run.bf16):
+            with autocast(run.device, run.precision):
                 logits = run.forward(batch).float()
             per_doc = tasks.loss(run.task, logits, labels, run.weights, cfg.ordinal_loss, run.scale)
             loss = per_doc.sum() * scale / denominator
@@ -96,13 +96,15 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
             if not math.isfinite(batch_loss):
                 raise TrainingError(f"the loss is {batch_loss} at epoch {epoch}, step {state.step + 1}: "
                                     "lower train.lr or check the inputs")
-            (loss / cfg.grad_accum).backward()
+            run.scaler.scale(loss / cfg.grad_accum).backward()  # fp16: scaled, else as it is
             total_loss, seen = total_loss + batch_loss * len(idx), seen + len(idx)
             if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
                 continue  # accumulate gradients over grad_accum batches
             if cfg.grad_clip:
+                run.scaler.unscale_(run.optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            run.optimizer.step()
+            run.scaler.step(run.optimizer)  # fp16: skipped when a gradient overflowed
+            run.scaler.update()
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
             state.step += 1
@@ -110,7 +112,8 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
                 state.steps.append({"step": state.step, "epoch": epoch, "train_loss": round(batch_loss, 5),
                                     "lr": run.scheduler.get_last_lr()[0]})
                 log_step(run.live, state.steps[-1])
-        run.train_seconds += time.perf_counter() - t0
+        run.epoch_seconds.append(round(time.perf_counter() - t0, 3))
+        run.train_seconds += run.epoch_seconds[-1]
 
         val_loss, val_score = run.validate()
         state.epoch = epoch
@@ -126,7 +129,7 @@ def train(config: Config, inputs: Inputs, out: TrainOutputs) -> dict[str, Any]:
             state.stopped_early = state.bad_epochs >= cfg.patience
         if ddp.is_main:
             checkpoints.save_checkpoint(out.checkpoints / f"epoch_{epoch}", model, run.optimizer,
-                                        run.scheduler, asdict(state), run.key)
+                                        run.scheduler, asdict(state), run.key, run.scaler)
         log_epoch(run.live, state.history[-1], state)
         ddp.barrier()
     return finish(run, config, inputs, out)
@@ -150,17 +153,19 @@ class Run:
     ordinal_loss: str
     scale: tasks.Scale | None  # regression: the training targets' mean and std
     device: torch.device
-    bf16: bool
+    precision: str  # fp32 | bf16 | fp16: the autocast of the forward pass
+    scaler: torch.amp.GradScaler  # fp16's loss scaling; a pass-through otherwise
     ddp: Dist
     key: str
     state: TrainState
-    live: StageLive | None
+    live: StageLogger | None
     seed: int
     batch_size: int
     eval_batch_size: int
     resumed_from: int = 0
     key_seconds: float = 0.0
     train_seconds: float = 0.0  # this process's: a run-log fact, kept out of the reproducible checkpoints
+    epoch_seconds: list[float] = field(default_factory=list)  # the epochs this process ran (compile: the 1st)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -196,9 +201,7 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     ddp = init_distributed()
-    device = resolve_device(runtime.device)
-    if device.type == "cuda" and ddp.world > 1:
-        device = torch.device("cuda", ddp.local_rank)
+    device = ddp.device(resolve_device(runtime.device))
     arch = get(cfg.arch)
     meta = inputs.meta(arch.reads)
     train_set, val_set = inputs.open(arch.reads, "train"), inputs.open(arch.reads, "val")
@@ -213,8 +216,11 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     weights = tasks.class_weights(task, train_set.labels, num_labels, cfg.class_weights)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and arch.bf16_by_default
-                                       and has_bf16_units(device))
+    # auto: 16-bit autocast for the archs it pays for (finetune): bf16 where the device has bf16
+    # units, fp16 on other GPUs, else fp32
+    precision = resolve_precision(cfg.precision if cfg.precision != "auto" or arch.bf16_by_default
+                                  else "fp32", device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     log.info("%s on %s: %d parameters, %d train / %d val docs, %d optimizer steps per epoch", arch.name,
              device, sum(p.numel() for p in model.parameters()), len(train_set), len(val_set),
              steps_per_epoch)
@@ -226,9 +232,9 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
     ddp.barrier()
     state = TrainState()
     if resume is not None:
-        state = TrainState(**checkpoints.restore(resume, model, optimizer, scheduler, device))
+        state = TrainState(**checkpoints.restore(resume, model, optimizer, scheduler, device, scaler))
         log.info("resuming after epoch %d from %s", state.epoch, resume.path)
-    live = StageLive(out.metrics, out.plots) if ddp.is_main else None
+    live = open_live(out.metrics, out.plots) if ddp.is_main else None
     for record in state.steps:  # the series of the epochs already done, as an uninterrupted run has them
         log_step(live, record)
     for record in state.history:
@@ -241,7 +247,8 @@ def start(config: Config, inputs: Inputs, out: TrainOutputs) -> Run:
                optimizer=optimizer,
                scheduler=scheduler, weights=None if weights is None else weights.to(device), task=task,
                ordinal_loss=cfg.ordinal_loss, scale=tasks.target_scale(meta), device=device,
-               bf16=bf16, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed, batch_size=cfg.batch_size,
+               precision=precision, scaler=scaler, ddp=ddp, key=key, state=state, live=live, seed=cfg.seed,
+               batch_size=cfg.batch_size,
                eval_batch_size=runtime.eval_batch_size, resumed_from=state.epoch, key_seconds=key_seconds,
                meta=meta)
 
@@ -258,8 +265,8 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
         "final_train_loss": state.history[-1]["train_loss"], "final_val_loss": state.history[-1]["val_loss"],
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "trained_on_val": config.train.train_on_val,
-        "bf16": run.bf16, "processes": run.ddp.world, "device": str(run.device),
-        "train_seconds": round(run.train_seconds, 2),
+        "precision": run.precision, "processes": run.ddp.world, "device": str(run.device),
+        "train_seconds": round(run.train_seconds, 2), "epoch_seconds": run.epoch_seconds,
         "train_docs_per_s": round(len(run.train_set) * trained / max(run.train_seconds, 1e-9), 1),
         "resumed_from_epoch": run.resumed_from, "key_seconds": round(run.key_seconds, 2),
     }
@@ -283,14 +290,14 @@ def finish(run: Run, config: Config, inputs: Inputs, out: TrainOutputs) -> dict[
     return report
 
 
-def log_step(live: StageLive | None, record: dict[str, float]) -> None:
+def log_step(live: StageLogger | None, record: dict[str, float]) -> None:
     if live is not None:
         live.step = int(record["step"])
         live.log_metric("steps/loss", record["train_loss"])
         live.log_metric("steps/lr", record["lr"])
 
 
-def log_epoch(live: StageLive | None, record: dict[str, float], state: TrainState) -> None:
+def log_epoch(live: StageLogger | None, record: dict[str, float], state: TrainState) -> None:
     """The epoch's series, and a summary `dvc exp show` shows while training runs."""
     if live is None:
         return
