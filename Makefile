@@ -13,6 +13,9 @@ TORCH ?= torch==2.13.0
 # pip, UV_INDEX_URL and UV_EXTRA_INDEX_URL for uv, which does not read pip.conf.
 TORCH_SOURCE ?= --find-links /opt/wheels
 STAMP := $(VENV)/.bertclf-installed
+# the GPU image's transformers, for the GPU check's dry run (benchmarks/gpu_check.sh --dry)
+IMAGE_SITE := .cache/gpu-image
+IMAGE_STAMP := $(IMAGE_SITE)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup repro test lint bench lock clean
@@ -30,7 +33,12 @@ $(STAMP): pyproject.toml requirements.lock
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: setup
+$(IMAGE_STAMP): benchmarks/gpu_image/requirements.txt | $(STAMP)
+	rm -rf $(IMAGE_SITE)
+	$(BIN)/python -m pip install -q --no-deps --require-hashes --target $(IMAGE_SITE) -r $<
+	@touch $@
+
+test: setup $(IMAGE_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: setup
@@ -48,4 +56,4 @@ lock: setup
 		--custom-compile-command "make lock" -o requirements.lock
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(IMAGE_SITE)

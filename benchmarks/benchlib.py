@@ -170,6 +170,26 @@ def sample(args: argparse.Namespace, columns: list[str]) -> dict[str, list[Any]]
     return {column: table.column(column).take(pick).to_pylist() for column in columns}
 
 
+def stage_commands(dvc_yaml: Path) -> dict[str, list[str]]:
+    """Each stage's command in `dvc_yaml` (foreach expanded: ``download@data``) as
+    ``[module, *args]``, to run as ``python -m module args`` exactly as `dvc repro` does."""
+    import re
+
+    import yaml
+
+    stages = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]
+    commands: dict[str, list[str]] = {}
+    for name, stage in stages.items():
+        if "foreach" in stage:
+            for key, item in stage["foreach"].items():
+                cmd = stage["do"]["cmd"].replace("${key}", key)
+                cmd = re.sub(r"\$\{item\.(\w+)\}", lambda m, item=item: str(item[m.group(1)]), cmd)
+                commands[f"{name}@{key}"] = shlex.split(cmd)[2:]
+        else:
+            commands[name] = shlex.split(stage["cmd"])[2:]  # after "python -m"
+    return commands
+
+
 def command() -> str:
     """This run's command line, as `python -m benchmarks.<name> …` when run so."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
