@@ -64,8 +64,8 @@ PIPELINE = (
 )
 
 
-class PhaseTimeout(Exception):
-    """A phase ran past its budget."""
+class PhaseTimeout(BaseException):
+    """A phase ran past its budget (a BaseException: a stage's error boundary lets it through)."""
 
 
 # ---- bookkeeping: budgets, the JSON after every phase

@@ -5,8 +5,8 @@ Every stage runs as `dvc.yaml` runs it (`python -m stages.<name> …`, one proce
 peak resident memory is its own: `os.wait4`), in a fresh project directory per N, on the
 default params with `data.name: imdb`, `split.max_train` / `split.max_test` = N / 2 and
 `train.epochs: 1` (the cost per epoch; the default trains 6). Then a least-squares slope per stage
-on log(seconds) against log(N), and the extrapolation to Yelp 2013's 335,018 reviews and to a
-million documents (time, memory, store bytes).
+on log(seconds) against log(N) (and of peak memory), and a linear fit (fixed + per document) for
+the projection to Yelp 2013's 335,018 reviews and to a million documents (time, store bytes).
 
     python -m benchmarks.scaling --sizes 1000 5000 25000 50000 --out benchmarks/results/scaling_imdb.json \\
         --plot reports/scaling_imdb.png
@@ -76,8 +76,15 @@ def fit(sizes: list[int], values: list[float]) -> dict[str, float]:
     return {"slope": round(float(slope), 3), "intercept": float(intercept)}
 
 
-def extrapolate(model: dict[str, float], n: int) -> float:
-    return float(np.exp(model["intercept"] + model["slope"] * np.log(n)))
+def linear(sizes: list[int], values: list[float]) -> dict[str, float]:
+    """value = fixed + per_doc * size, least squares: the projection (a log-log slope below 1 at
+    small sizes is the fixed cost of loading models, not sub-linear work)."""
+    per_doc, fixed = np.polyfit(np.asarray(sizes, dtype=float), np.asarray(values, dtype=float), 1)
+    return {"fixed": round(float(fixed), 3), "per_doc": float(per_doc)}
+
+
+def project(model: dict[str, float], n: int) -> float:
+    return model["fixed"] + model["per_doc"] * n
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -96,8 +103,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("IMDB documents (half train, half test)")
     ax.set_ylabel("seconds")
-    facts = result["machine"]
-    ax.set_title(f"Stage time against data size ({facts['cpu']}, {facts.get('cores')} cores)", fontsize=9)
+    facts = result.get("measured", result)["machine"]
+    ax.set_title(f"Stage time against data size ({facts['cpu']} {facts.get('cpu_id') or ''}, "
+                 f"{facts.get('cores')} cores; train: one epoch)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -111,21 +119,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep each size's project directory")
+    parser.add_argument("--runs-from", type=Path, default=None,
+                        help="take the runs of an earlier result instead of running (re-analysis)")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    runs = [one_size(n, args.keep) for n in args.sizes]
+    earlier = json.loads(args.runs_from.read_text()) if args.runs_from else None
+    runs = earlier["runs"] if earlier else [one_size(n, args.keep) for n in args.sizes]
     sizes = [r["docs"] for r in runs]
     slopes = {name: fit(sizes, [max(r["stages"][name]["seconds"], 1e-3) for r in runs]) for name in STAGES}
     memory = {name: fit(sizes, [r["stages"][name]["peak_gib"] for r in runs]) for name in STAGES}
-    store = fit(sizes, [r["store_bytes"] for r in runs])
+    lines = {name: linear(sizes, [r["stages"][name]["seconds"] for r in runs]) for name in STAGES}
+    store = linear(sizes, [r["store_bytes"] for r in runs])
     projections = {
         target: {"docs": n,
-                 "stage_hours": {name: round(extrapolate(slopes[name], n) / 3600, 2) for name in STAGES},
-                 "peak_gib": {name: round(extrapolate(memory[name], n), 2) for name in STAGES},
-                 "store_gb": round(extrapolate(store, n) / 1e9, 1)}
+                 "stage_hours": {name: round(project(lines[name], n) / 3600, 2) for name in STAGES},
+                 "train_epoch_hours": round(project(lines["train"], n) / 3600, 2),
+                 "store_gb": round(project(store, n) / 1e9, 1)}
         for target, n in TARGETS.items()}
-    result: dict[str, Any] = {"runs": runs, "slopes": slopes, "memory_slopes": memory, "store_slope": store,
-                              "projections": projections}
+    result: dict[str, Any] = {"runs": runs, "slopes": slopes, "memory_slopes": memory, "linear": lines,
+                              "store_linear": store, "projections": projections}
+    if earlier:  # the machine and command the runs were measured with
+        result["measured"] = {k: earlier[k] for k in ("machine", "date", "command") if k in earlier}
     finish(result, args.out, load_before)
     if args.plot:
         plot(result, args.plot)

@@ -199,3 +199,25 @@ def test_stale_temporaries_of_a_killed_featurize_are_removed_when_it_starts(
     (out / "meta.json").write_text("{}")
     featurize(tokens, tiny_bert_dir, out, FeaturizeConfig())
     assert sorted(p.name for p in out.parent.iterdir()) == ["features"]
+
+
+def test_an_int8_store_is_half_the_bytes_within_half_a_step_of_float16(tokens: Path, tiny_bert_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    half, small = tmp_path / "float16", tmp_path / "int8"
+    cfg = {"max_batch_tokens": 160, "precision": "fp32"}
+    featurize(tokens, tiny_bert_dir, half, FeaturizeConfig(**cfg))
+    report = featurize(tokens, tiny_bert_dir, small, FeaturizeConfig(**cfg, store="int8"))
+    assert json.loads((small / "meta.json").read_text())["store"] == "int8"
+    assert np.load(small / "train.npy").dtype == np.int8
+    a, b = FeatureStore(half, "train"), FeatureStore(small, "train")
+    dim = a.dim
+    assert report["splits"]["train"]["bytes"] == (small / "train.npy").stat().st_size + (
+        small / "train.scale.npy").stat().st_size
+    assert (small / "train.npy").stat().st_size + (small / "train.scale.npy").stat().st_size < 0.6 * (
+        half / "train.npy").stat().st_size
+    for i in range(len(a)):
+        exact, rounded = a.tokens(i).astype(np.float32), b.tokens(i)
+        step = np.abs(exact).max(axis=1, keepdims=True) / 127
+        assert rounded.dtype == np.float32 and rounded.shape == (a.lengths[i], dim)
+        # half a step of int8, and float16's own rounding of the reference
+        assert (np.abs(rounded - exact) <= step / 2 + 2e-3 * np.abs(exact) + 1e-6).all()

@@ -30,7 +30,7 @@ from bertclf.evaluation import evaluate, load_predictions
 from bertclf.features import FeaturizeConfig, featurize
 from bertclf.model_dir import CONFIG, ModelDir
 from bertclf.serving.predict_io import interactive
-from tests.conftest import run_train
+from tests.conftest import TINY_ARCHS, run_train
 from tests.test_token_archs import review
 
 ARCHS = {  # (train.lr, the arch's knobs)
@@ -534,11 +534,15 @@ def test_predict_reads_the_column_the_model_was_trained_on(finetuned: Path, tmp_
     assert json.loads(result.stdout)["text"] == "Great a wonderful film"
 
 
-def test_precision_auto_is_bf16_exactly_where_the_hardware_has_bf16_units(finetuned: Path) -> None:
+def test_precision_auto_is_bf16_where_the_hardware_has_bf16_units_else_int8(
+        finetuned: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bertclf.inference import has_bf16_units
 
     clf = bertclf.load(finetuned, precision="auto")
-    assert clf.precision == ("bf16" if has_bf16_units(clf.device) else "fp32")
+    assert clf.precision == ("bf16" if has_bf16_units(clf.device) else "int8")
+    with monkeypatch.context() as m:  # a CPU without bf16 units: the fine-tuned model on int8 linear layers
+        m.setattr("bertclf.inference.has_bf16_units", lambda device: False)
+        assert bertclf.load(finetuned, precision="auto").precision == "int8"
     assert bertclf.load(finetuned).precision == "fp32"  # Python's default: exact, equal to evaluate
     texts = ["great wonderful film.", "awful boring mess."]
     fast, exact = clf.predict_proba(texts), bertclf.load(finetuned).predict_proba(texts)
@@ -708,3 +712,21 @@ def test_a_model_directory_naming_its_own_tokenizer_code_is_refused_not_run(fine
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and "never runs code from a model directory" in lines[-1], lines
     assert "Traceback" not in done.stderr and not marker.exists()
+
+
+def test_a_model_trained_on_an_int8_store_predicts_what_evaluate_scored(data: Inputs, tmp_path: Path,
+                                                                        tiny_bert_dir: Path) -> None:
+    """featurize.store int8: the model directory says so, and prediction rounds its vectors the
+    same way, so raw text gives the logits evaluate computed from the store."""
+    features = tmp_path / "features"
+    featurize(data.tokens, tiny_bert_dir, features, FeaturizeConfig(layers="mean_last_4", precision="fp32",
+                                                                    store="int8"))
+    inputs = Inputs(features, data.tokens, tiny_bert_dir)
+    recipe, knobs = TINY_ARCHS["han"]
+    run_train(inputs, tmp_path, train={"arch": "han", **recipe}, han=knobs)
+    evaluate(tmp_path / "model", inputs, tmp_path / "eval.json", tmp_path / "plots", tmp_path / "predictions")
+    clf = bertclf.load(tmp_path / "model")
+    assert clf.md.store == "int8"
+    test = pd.read_parquet(data.tokens.parent / "split" / "test.parquet")
+    want = np.stack(load_predictions(tmp_path / "predictions")["logits"])
+    assert np.abs(clf.logits(test["text"].tolist()) - want).max() < 1e-3 * max(1.0, np.abs(want).max())

@@ -163,6 +163,8 @@ class FeaturizeConfig:
     # auto: bf16 weights where the CPU (or GPU) has bf16 units, fp16 weights on a GPU without
     # them, else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # how the vectors are stored: float16, or int8 with a scale per token (about half the disk)
+    store: Literal["float16", "int8"] = "float16"
 
     def check(self) -> None:
         _check(self.max_batch_tokens >= 1, "featurize.max_batch_tokens must be positive")

@@ -116,14 +116,22 @@ def batch_encoder(model: torch.nn.Module, layers: str, pad_id: int,
     return encode
 
 
+def quantize_rows(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token vector as int8 times its own scale (its largest magnitude / 127): one byte a
+    value where float16 takes two. ``q * scale[..., None]`` is the vector again, each value within
+    half a step (scale / 2)."""
+    scale = vectors.abs().amax(-1).clamp_min(1e-8) / 127
+    return torch.round(vectors / scale.unsqueeze(-1)).to(torch.int8), scale
+
+
 def encode_documents(encode: Callable[[list[np.ndarray]], torch.Tensor], flat_ids: np.ndarray,
                      offsets: np.ndarray, max_batch_tokens: int, out: np.ndarray, desc: str | None = None,
-                     shard: tuple[int, int] = (0, 1)) -> int:
+                     shard: tuple[int, int] = (0, 1), scales: np.ndarray | None = None) -> int:
     """Write the float16 vectors of every document (ids ``flat_ids[offsets[i]:offsets[i + 1]]``)
     into rows ``offsets[i]:offsets[i + 1]`` of `out`, batched by length; returns the padded
     tokens computed. `desc` names the work in progress reports. With ``shard=(rank, world)`` only
     every `world`-th batch from `rank` on: the batches, and so the vectors, are those of one
-    process."""
+    process. With `scales`, `out` is int8 and each token's scale goes to `scales` (`quantize_rows`)."""
     lengths = np.diff(offsets)
     padded = 0
     rank, world = shard
@@ -131,8 +139,15 @@ def encode_documents(encode: Callable[[list[np.ndarray]], torch.Tensor], flat_id
     if desc:
         batches = track(batches, sum(map(len, batches)), desc, "docs", size=len)
     for batch in batches:
-        vectors = encode([flat_ids[offsets[i]:offsets[i + 1]] for i in batch]).to(torch.float16).numpy()
+        encoded = encode([flat_ids[offsets[i]:offsets[i + 1]] for i in batch])
+        if scales is None:
+            vectors, scale = encoded.to(torch.float16).numpy(), None
+        else:
+            q, s = quantize_rows(encoded.float())
+            vectors, scale = q.numpy(), s.numpy()
         padded += vectors.shape[0] * vectors.shape[1]
         for row, i in enumerate(batch):
             out[offsets[i]:offsets[i + 1]] = vectors[row, : lengths[i]]
+            if scale is not None:
+                scales[offsets[i]:offsets[i + 1]] = scale[row, : lengths[i]]  # type: ignore[index]
     return padded

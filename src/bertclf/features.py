@@ -28,7 +28,7 @@ import torch
 
 from bertclf.atomic import atomic_path, recover, write_json
 from bertclf.config import FeaturizeConfig
-from bertclf.data.stores import INDEX_SUFFIX
+from bertclf.data.stores import INDEX_SUFFIX, SCALE_SUFFIX
 from bertclf.distributed import SINGLE, Dist, init_distributed
 from bertclf.encoder import batch_encoder, encode_documents, load_encoder, output_dim
 from bertclf.errors import BertclfError
@@ -48,18 +48,26 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
     dim = output_dim(model.config, cfg.layers)
     name = tokens.stem
     t0 = time.perf_counter()
-    path = out_dir / f"{name}.npy"
+    path, scale_path = out_dir / f"{name}.npy", out_dir / f"{name}{SCALE_SUFFIX}"
+    int8 = cfg.store == "int8"
     if ddp.is_main:
-        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), dim))
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.int8 if int8 else np.float16,
+                                          shape=(int(offsets[-1]), dim))
         reserve(path)
+        if int8:
+            np.lib.format.open_memmap(scale_path, mode="w+", dtype=np.float32, shape=(len(flat_ids),)).flush()
     ddp.barrier()
     if not ddp.is_main:
         store = np.lib.format.open_memmap(path, mode="r+")
+    scales = np.lib.format.open_memmap(scale_path, mode="r+") if int8 else None
     padded = encode_documents(batch_encoder(model, cfg.layers, pad_id, device), flat_ids, offsets,
                               cfg.max_batch_tokens, store, desc=f"featurize {name}" if ddp.is_main else None,
-                              shard=(ddp.rank, ddp.world))
+                              shard=(ddp.rank, ddp.world), scales=scales)
     store.flush()
     del store
+    if scales is not None:
+        scales.flush()
+        del scales
     padded = int(ddp.all_sum(torch.tensor(padded, dtype=torch.int64)))
     ddp.barrier()  # every rank's rows are on disk
     seconds = time.perf_counter() - t0
@@ -80,22 +88,24 @@ def featurize_split(model: torch.nn.Module, tokens: Path, out_dir: Path, cfg: Fe
         "seconds": round(seconds, 3),
         "docs_per_s": round(len(lengths) / seconds, 1) if seconds else None,
         "tokens_per_s": round(tokens_total / seconds, 1) if seconds else None,
-        "bytes": (out_dir / f"{name}.npy").stat().st_size,
+        "bytes": path.stat().st_size + (scale_path.stat().st_size if int8 else 0),
     }
 
 
-def check_space(tokens_dir: Path, out: Path, dim: int) -> None:
-    """Refuse, before any work, to featurize into a disk that cannot hold the vectors (float16,
-    tokens x dim x 2 bytes): a memory map writing past the end of the disk dies with SIGBUS."""
+def check_space(tokens_dir: Path, out: Path, dim: int, store: str = "float16") -> None:
+    """Refuse, before any work, to featurize into a disk that cannot hold the vectors (float16:
+    tokens x dim x 2 bytes; int8: tokens x (dim + 4)): a memory map writing past the end of the
+    disk dies with SIGBUS."""
     tokens = sum(int(pc.sum(pq.read_table(p, columns=["length"]).column("length")).as_py() or 0)
                  for p in tokens_dir.glob("*.parquet"))
-    need = tokens * dim * 2 + (64 << 20)  # and room for the indexes and the file system's own
+    per_token = dim + 4 if store == "int8" else dim * 2
+    need = tokens * per_token + (64 << 20)  # and room for the indexes and the file system's own
     out.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out.parent).free
     if free < need:
         raise BertclfError(f"{out}: featurize needs {_size(need)} for {tokens:,} token vectors of {dim} "
-                           f"float16 values, and {_size(free)} are free there: free some space or lower "
-                           "split.max_train / tokenize.max_length")
+                           f"{store} values, and {_size(free)} are free there: free some space, lower "
+                           "split.max_train / tokenize.max_length, or set featurize.store: int8")
 
 
 def _size(n: int) -> str:
@@ -145,7 +155,7 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
     if precision in HALF:  # the encoder on 16-bit weights; its layers are combined in fp32
         model.to(HALF[precision])
     if ddp.is_main:
-        check_space(tokens_dir, out, output_dim(model.config, cfg.layers))
+        check_space(tokens_dir, out, output_dim(model.config, cfg.layers), cfg.store)
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tok_meta_path = tokens_dir / "meta.json"
     tok_meta = json.loads(tok_meta_path.read_text()) if tok_meta_path.exists() else {}
@@ -165,7 +175,7 @@ def featurize(tokens_dir: Path, encoder_dir: Path, out: Path, cfg: FeaturizeConf
         dim = output_dim(model.config, cfg.layers)
         if ddp.is_main:
             write_json(tmp / "meta.json", {**tok_meta, "encoder": encoder_name, "layers": cfg.layers,
-                                           "dim": dim, "precision": precision})
+                                           "dim": dim, "precision": precision, "store": cfg.store})
     if not ddp.is_main:
         return {}
     parts = list(report["splits"].values())

@@ -68,6 +68,7 @@ class ModelDir:
     task: str = "single_label"  # the kind of label (bertclf.tasks)
     thresholds: tuple[float, ...] | None = None  # multi_label: a label is predicted from this probability on
     layers: str | None = None  # token-vector archs: the encoder layers their vectors combine
+    store: str | None = None  # token-vector archs: float16 | int8, how their vectors were stored and rounded
     text_columns: tuple[str, ...] = ("text",)  # the training file's text column(s): predict's default
     columns: tuple[str, ...] | None = None  # the training file's column names when it had no header row
     test_subsampled: bool = False
@@ -135,7 +136,7 @@ class ModelDir:
             "dims": asdict(self.dims), "labels": list(self.labels), "task": self.task,
             "thresholds": list(self.thresholds) if self.thresholds is not None else None,
             "tokenize": asdict(self.tokenize),
-            "layers": self.layers,
+            "layers": self.layers, "store": self.store,
             "input": {"text_column": list(self.text_columns),
                       "columns": list(self.columns) if self.columns else None},
             "test": {"subsampled": self.test_subsampled, "rows_full": self.test_rows_full},
@@ -242,7 +243,8 @@ def _from_v2(path: Path, raw: dict[str, Any]) -> ModelDir:
         path=path, arch=arch, knobs=section_from(arch, raw["model"]), dims=dims,
         labels=_labels(raw["labels"], dims.num_labels), tokenize=section_from("tokenize", raw["tokenize"]),
         task=task, thresholds=thresholds,
-        layers=raw.get("layers"), text_columns=_columns(raw["input"]["text_column"]) or ("text",),
+        layers=raw.get("layers"), store=raw.get("store", "float16" if raw.get("layers") else None),
+        text_columns=_columns(raw["input"]["text_column"]) or ("text",),
         columns=_columns(raw["input"].get("columns")), test_subsampled=bool(raw["test"]["subsampled"]),
         test_rows_full=raw["test"].get("rows_full"), data=raw.get("data", {}), recipe=raw.get("train", {}),
         encoder=raw.get("encoder", {}), runtime=Runtime(**raw.get("runtime", {})))
@@ -282,6 +284,7 @@ def trained_model_dir(out: Path, config: Config, dims: Dims, meta: Mapping[str, 
         thresholds=tuple(thresholds) if thresholds is not None else None,
         tokenize=TokenizeConfig(**{**asdict(config.tokenize), **meta.get("tokenize", {})}),
         layers=meta.get("layers", "last") if arch.reads == "features" else None,
+        store=meta.get("store", "float16") if arch.reads == "features" else None,
         text_columns=(text,) if isinstance(text, str) else tuple(text), columns=config.data.columns,
         test_subsampled=bool(meta.get("test_subsampled", False)), test_rows_full=meta.get("test_rows_full"),
         data=_provenance(meta), recipe=asdict(config.train), encoder=read_source(encoder_dir))
@@ -289,7 +292,7 @@ def trained_model_dir(out: Path, config: Config, dims: Dims, meta: Mapping[str, 
 
 def _provenance(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs' meta less what `ModelDir` holds in its own fields."""
-    own = {"labels", "task", "tokenize", "layers", "test_subsampled", "test_rows_full"}
+    own = {"labels", "task", "tokenize", "layers", "store", "test_subsampled", "test_rows_full"}
     return {k: v for k, v in meta.items() if k not in own}
 
 

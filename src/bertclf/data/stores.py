@@ -29,6 +29,7 @@ import torch
 from bertclf.errors import ConfigError
 
 INDEX_SUFFIX = ".index.parquet"
+SCALE_SUFFIX = ".scale.npy"  # featurize.store int8: the scale of each token vector
 POOL_BATCHES = 50  # training batches sorted together: enough to group lengths, still well shuffled
 Reads = Literal["features", "tokens"]
 
@@ -207,10 +208,13 @@ class TokenStore:
 
 
 class FeatureStore:
-    """Read-only access to one split's token vectors through a memory map."""
+    """Read-only access to one split's token vectors through a memory map: float16, or int8 with a
+    scale per token (``featurize.store: int8``, `bertclf.encoder.quantize_rows`), read as float32."""
 
     def __init__(self, features_dir: Path, split: str):
         self.vectors = np.load(features_dir / f"{split}.npy", mmap_mode="r")
+        scales = features_dir / f"{split}{SCALE_SUFFIX}"
+        self.scales = np.load(scales, mmap_mode="r") if scales.is_file() else None
         index = pq.read_table(features_dir / f"{split}{INDEX_SUFFIX}")
         self.ids = index.column("id").to_pylist()
         self.labels = labels_of(index.column("label"))
@@ -222,10 +226,10 @@ class FeatureStore:
 
     @classmethod
     def from_arrays(cls, vectors: np.ndarray, lengths: np.ndarray,
-                    sentence_lengths: list[np.ndarray]) -> FeatureStore:
+                    sentence_lengths: list[np.ndarray], scales: np.ndarray | None = None) -> FeatureStore:
         """A store over vectors held in memory (new text at prediction time); no labels."""
         store = cls.__new__(cls)
-        store.vectors = vectors
+        store.vectors, store.scales = vectors, scales
         store.lengths = np.asarray(lengths, dtype=np.int64)
         store.offsets = np.concatenate([[0], np.cumsum(store.lengths)[:-1]]).astype(np.int64)
         store.labels = np.full(len(store.lengths), -1, dtype=np.int64)
@@ -244,7 +248,10 @@ class FeatureStore:
         return int(self.vectors.shape[1])
 
     def tokens(self, i: int) -> np.ndarray:
-        return self.vectors[self.offsets[i]:self.offsets[i] + self.lengths[i]]
+        rows = slice(self.offsets[i], self.offsets[i] + self.lengths[i])
+        if self.scales is None:
+            return self.vectors[rows]
+        return self.vectors[rows].astype(np.float32) * self.scales[rows, None]
 
     def sentences(self, i: int) -> np.ndarray:
         return self.sent_values[self.sent_offsets[i]:self.sent_offsets[i + 1]]
